@@ -1,0 +1,157 @@
+"""Shared fixtures: a real database (SQLite or PostgreSQL), real Redis, the real sandbox.
+
+The database comes from TEST_DATABASE_URL (default: a SQLite file under
+instance/); Redis from TEST_REDIS_URL (default db 15 of the local server,
+flushed before every test).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from flask_migrate import upgrade
+from rq import SimpleWorker
+from sqlalchemy import text
+
+from webhooks_app import create_app
+from webhooks_app.config import TestingConfig
+from webhooks_app.extensions import db
+from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.queueing import get_queue, get_redis, get_scheduler
+from webhooks_app.sandbox import SandboxServer
+from webhooks_app.signatures import sign
+
+WEBHOOK_SECRET = TestingConfig.MP_WEBHOOK_SECRET
+API_TOKEN = TestingConfig.API_TOKEN
+TABLES = ("webhook_attempts", "webhook_events", "payments")
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
+    """The sandbox, with empty state for this test."""
+    sandbox_server.state.reset()
+    sandbox_server.state.access_token = None
+    return sandbox_server
+
+
+def make_app(sandbox: SandboxServer, **overrides: Any) -> Flask:
+    """A testing app whose API clients talk to the sandbox."""
+    settings = {"MP_API_BASE_URL": sandbox.url, "GHL_API_BASE_URL": sandbox.url, **overrides}
+    return create_app(TestingConfig, settings)
+
+
+@pytest.fixture(scope="session")
+def _schema(sandbox_server: SandboxServer) -> None:
+    """Build the schema once per run with the real migrations, from nothing."""
+    uri = TestingConfig.SQLALCHEMY_DATABASE_URI
+    if uri.startswith("sqlite:///"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(uri.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+    app = make_app(sandbox_server)
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+
+
+@pytest.fixture
+def app(sandbox: SandboxServer, _schema: None) -> Iterator[Flask]:
+    """An app on the test database and Redis, talking to the sandbox; both emptied first."""
+    app = make_app(sandbox)
+    with app.app_context():
+        with db.engine.begin() as connection:
+            for table in TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))
+        get_redis(app).flushdb()
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+def notification(
+    payment_id: str | int, *, notification_id: int | None = None, action: str = "payment.updated"
+) -> dict[str, Any]:
+    """A MercadoPago Webhooks-form body."""
+    return {
+        "id": notification_id if notification_id is not None else uuid.uuid4().int % 10**12,
+        "live_mode": False,
+        "type": "payment",
+        "date_created": "2026-11-29T10:00:00.000-04:00",
+        "api_version": "v1",
+        "action": action,
+        "data": {"id": str(payment_id)},
+    }
+
+
+def post_webhook(
+    client: FlaskClient,
+    payment_id: str | int,
+    *,
+    body: dict[str, Any] | None = None,
+    secret: str | None = WEBHOOK_SECRET,
+    request_id: str | None = None,
+    **kwargs: Any,
+):
+    """POST a signed Webhooks-form notification, as MercadoPago does."""
+    body = body if body is not None else notification(payment_id, **kwargs)
+    request_id = request_id or str(uuid.uuid4())
+    headers = {"x-request-id": request_id}
+    if secret:
+        headers["x-signature"] = sign(secret, str(payment_id), request_id)
+    return client.post(
+        f"/webhooks/mp?data.id={payment_id}&type=payment", json=body, headers=headers
+    )
+
+
+def run_worker(app: Flask) -> None:
+    """Run every queued job in this process (RQ's SimpleWorker, burst mode)."""
+    queue = get_queue(app)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+
+def drain(app: Flask, timeout: float = 30.0, until: Callable[[], bool] | None = None) -> None:
+    """Work the queue and the scheduler until no event is pending/processing (or `until`)."""
+    scheduler = get_scheduler(app)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scheduler.enqueue_jobs()
+        run_worker(app)
+        db.session.remove()
+        if until is not None:
+            if until():
+                return
+        elif (
+            not db.session.query(WebhookEvent)
+            .filter(WebhookEvent.status.in_([EventStatus.PENDING, EventStatus.PROCESSING]))
+            .count()
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"events still unfinished after {timeout}s")
+
+
+def api_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_TOKEN}"}

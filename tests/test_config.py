@@ -1,0 +1,65 @@
+"""Configuration parsing and start-up checks."""
+
+import pytest
+
+from webhooks_app import create_app
+from webhooks_app.config import (
+    DEFAULT_STATUS_TAGS,
+    ConfigError,
+    ProductionConfig,
+    config_class,
+    normalise_database_url,
+    parse_retry_delays,
+    parse_status_tags,
+)
+
+
+def test_heroku_postgres_url_is_accepted():
+    assert normalise_database_url("postgres://u:p@h:5432/d") == "postgresql+psycopg://u:p@h:5432/d"
+    assert normalise_database_url("postgresql://h/d") == "postgresql+psycopg://h/d"
+    assert normalise_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_retry_delays():
+    assert parse_retry_delays("60,300,900") == (60, 300, 900)
+    assert parse_retry_delays(" 1, 2 ") == (1, 2)
+    assert parse_retry_delays("") == ()
+    with pytest.raises(ConfigError, match="RETRY_DELAYS"):
+        parse_retry_delays("1,a")
+    with pytest.raises(ConfigError, match="negative"):
+        parse_retry_delays("-1")
+
+
+def test_status_tags_override_and_disable():
+    tags = parse_status_tags("approved=paid, rejected=")
+    assert tags["approved"] == "paid"
+    assert "rejected" not in tags
+    assert tags["refunded"] == DEFAULT_STATUS_TAGS["refunded"]
+    with pytest.raises(ConfigError, match="GHL_STATUS_TAGS"):
+        parse_status_tags("approved")
+
+
+def test_unknown_app_env_is_a_clear_error():
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        config_class("staging")
+
+
+def test_production_without_credentials_fails_at_start_up():
+    settings = {"MP_ACCESS_TOKEN": None, "GHL_API_TOKEN": None, "GHL_LOCATION_ID": None}
+    with pytest.raises(ConfigError) as excinfo:
+        create_app(ProductionConfig, settings)
+    message = str(excinfo.value)
+    assert "MP_ACCESS_TOKEN" in message and "GHL_API_TOKEN" in message
+    assert "GHL_LOCATION_ID" in message
+
+
+def test_production_with_credentials_starts():
+    settings = {
+        "MP_ACCESS_TOKEN": "a",
+        "GHL_API_TOKEN": "b",
+        "GHL_LOCATION_ID": "c",
+        "LOG_FILE": None,
+        "SQLALCHEMY_DATABASE_URI": "sqlite://",
+    }
+    app = create_app(ProductionConfig, settings)
+    assert app.config["MP_API_BASE_URL"] == "https://api.mercadopago.com"

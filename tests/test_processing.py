@@ -1,0 +1,233 @@
+"""Processing attempts against the sandbox: success, retries, dead letters, idempotency."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from conftest import drain, make_app, post_webhook, run_worker
+from rq.job import Job
+
+from webhooks_app.extensions import db
+from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
+from webhooks_app.pipeline import upsert_payment
+from webhooks_app.processing import ReplayRefused, claim_event, process_event, replay_event
+from webhooks_app.queueing import enqueue_event, get_queue
+from webhooks_app.timeutil import utcnow
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def receive(client, sandbox, **payment_fields) -> tuple[dict, int]:
+    payment = sandbox.state.add_payment(**payment_fields)
+    response = post_webhook(client, payment["id"])
+    assert response.status_code == 200, response.json
+    return payment, response.json["event_id"]
+
+
+def event(event_id: int) -> WebhookEvent:
+    db.session.expire_all()
+    return db.session.get(WebhookEvent, event_id)
+
+
+def tag_calls(sandbox) -> list[dict]:
+    return sandbox.state.calls(api="gohighlevel", method="POST", path_contains="/tags")
+
+
+def test_process_successfully(app, client, sandbox):
+    payment, event_id = receive(client, sandbox, status="approved", transaction_amount=150.5)
+    run_worker(app)
+
+    stored = event(event_id)
+    assert stored.status == EventStatus.SUCCESS
+    assert stored.attempts == 1 and stored.processed_at is not None and stored.last_error is None
+    row = db.session.query(Payment).one()
+    assert (row.mp_payment_id, row.status, str(row.amount)) == (
+        str(payment["id"]),
+        "approved",
+        "150.50",
+    )
+    assert row.payer_email == payment["payer"]["email"]
+    assert stored.payment_id == row.id
+    (contact,) = sandbox.state.contacts()
+    assert contact["email"] == payment["payer"]["email"]
+    assert row.ghl_contact_id == contact["id"]
+    assert contact["tags"] == ["mp-payment-approved"] and row.tags_applied == [
+        "mp-payment-approved"
+    ]
+    (attempt,) = stored.attempt_log
+    assert attempt.outcome == AttemptOutcome.SUCCESS and attempt.finished_at is not None
+    # The MercadoPago call carried the access token.
+    (mp_call,) = sandbox.state.calls(api="mercadopago")
+    assert mp_call["path"] == f"/v1/payments/{payment['id']}"
+
+
+@pytest.mark.parametrize(
+    ("status", "tag"), [("rejected", "mp-payment-rejected"), ("refunded", "mp-payment-refunded")]
+)
+def test_tag_follows_payment_status(app, client, sandbox, status, tag):
+    receive(client, sandbox, status=status)
+    run_worker(app)
+    (contact,) = sandbox.state.contacts()
+    assert contact["tags"] == [tag]
+
+
+def test_fails_twice_then_succeeds_on_third_attempt_with_configured_delays(app, client, sandbox):
+    payment, event_id = receive(client, sandbox)
+    sandbox.state.set_fault("mercadopago", str(payment["id"]), status=500, times=2)
+    drain(app)
+
+    stored = event(event_id)
+    assert stored.status == EventStatus.SUCCESS and stored.attempts == 3
+    outcomes = [a.outcome for a in stored.attempt_log]
+    assert outcomes == [AttemptOutcome.RETRY, AttemptOutcome.RETRY, AttemptOutcome.SUCCESS]
+    assert "500" in stored.attempt_log[0].error and stored.attempt_log[0].traceback
+    gaps = [
+        (later.started_at - earlier.finished_at).total_seconds()
+        for earlier, later in itertools.pairwise(stored.attempt_log)
+    ]
+    delays = app.config["RETRY_DELAYS"][:2]
+    for gap, delay in zip(gaps, delays, strict=True):
+        assert delay - 0.05 <= gap < delay + 2.5, (gaps, delays)
+
+
+def test_exhausting_retries_dead_letters(app, client, sandbox):
+    payment, event_id = receive(client, sandbox)
+    sandbox.state.set_fault("mercadopago", str(payment["id"]), status=503, times=-1)
+    drain(app)
+
+    stored = event(event_id)
+    assert stored.status == EventStatus.FAILED
+    assert stored.attempts == 1 + len(app.config["RETRY_DELAYS"])
+    assert [a.outcome for a in stored.attempt_log][-1] == AttemptOutcome.FAILED
+    assert "503" in stored.last_error and stored.next_retry_at is None
+
+
+def test_payment_that_never_exists_fails_after_all_retries(app, client, sandbox):
+    response = post_webhook(client, 404404)
+    drain(app)
+    stored = event(response.json["event_id"])
+    assert stored.status == EventStatus.FAILED
+    assert stored.attempts == 1 + len(app.config["RETRY_DELAYS"])
+    assert "404" in stored.last_error
+
+
+def test_error_no_retry_can_fix_dead_letters_at_once(sandbox, client, app):
+    bad = make_app(sandbox, MP_ACCESS_TOKEN="wrong-token")
+    sandbox.state.access_token = "test-mp-token"  # the sandbox now checks the token
+    payment = sandbox.state.add_payment()
+    response = post_webhook(client, payment["id"])
+    with bad.app_context():
+        run_worker(bad)
+    stored = event(response.json["event_id"])
+    assert stored.status == EventStatus.FAILED and stored.attempts == 1
+    assert stored.attempt_log[0].retryable is False
+    assert "wrong-token" not in stored.last_error
+
+
+def test_rate_limited_retry_honours_retry_after(app, client, sandbox):
+    payment, event_id = receive(client, sandbox)
+    sandbox.state.set_fault(
+        "gohighlevel", payment["payer"]["email"], status=429, times=1, retry_after=4
+    )
+    run_worker(app)
+    stored = event(event_id)
+    assert stored.status == EventStatus.PENDING
+    wait = (stored.next_retry_at - stored.attempt_log[0].finished_at).total_seconds()
+    assert 3.9 <= wait <= 4.1  # Retry-After (4 s) beats the first configured delay (1 s)
+
+
+def test_other_types_are_stored_and_ignored(app, client, sandbox):
+    response = client.post("/webhooks/mp?topic=merchant_order&id=31")
+    run_worker(app)
+    stored = event(response.json["event_id"])
+    assert stored.status == EventStatus.IGNORED and stored.attempts == 1
+    assert sandbox.state.calls() == []
+
+
+def test_same_notification_ten_times_is_processed_once(app, client, sandbox):
+    payment = sandbox.state.add_payment()
+    for _ in range(10):
+        post_webhook(client, payment["id"], notification_id=5, request_id="same")
+    run_worker(app)
+    assert db.session.query(WebhookEvent).count() == 1
+    assert len(sandbox.state.calls(api="mercadopago")) == 1
+    assert len(tag_calls(sandbox)) == 1
+
+
+def test_claim_is_won_once_and_extra_jobs_do_nothing(app, client, sandbox):
+    _, event_id = receive(client, sandbox)
+    assert claim_event(event_id) is True
+    assert claim_event(event_id) is False
+    assert process_event(event_id) == EventStatus.PROCESSING  # someone else holds it
+    assert sandbox.state.calls() == []
+
+
+def test_job_for_a_finished_event_does_nothing(app, client, sandbox):
+    _, event_id = receive(client, sandbox)
+    run_worker(app)
+    enqueue_event(event_id, 99)
+    run_worker(app)
+    assert event(event_id).attempts == 1
+    assert len(sandbox.state.calls(api="mercadopago")) == 1
+
+
+def test_job_arriving_early_waits_for_the_due_time(app, client, sandbox):
+    _, event_id = receive(client, sandbox)
+    get_queue(app).empty()
+    stored = event(event_id)
+    from datetime import timedelta
+
+    stored.next_retry_at = utcnow() + timedelta(seconds=1)
+    db.session.commit()
+    due = stored.next_retry_at
+    assert process_event(event_id) == EventStatus.SUCCESS
+    assert event(event_id).attempt_log[0].started_at >= due
+
+
+def test_job_far_ahead_of_due_time_is_put_back_on_schedule(app, client, sandbox):
+    _, event_id = receive(client, sandbox)
+    stored = event(event_id)
+    from datetime import timedelta
+
+    stored.next_retry_at = utcnow() + timedelta(minutes=10)
+    db.session.commit()
+    run_worker(app)
+    assert event(event_id).status == EventStatus.PENDING and event(event_id).attempts == 0
+    from webhooks_app.queueing import get_scheduler
+
+    scheduled = list(get_scheduler(app).get_jobs())
+    assert len(scheduled) == 1 and scheduled[0].args == (event_id,)
+
+
+def test_older_payment_data_never_overwrites_newer(app):
+    newer = {"id": 1, "status": "refunded", "date_last_updated": "2026-11-29T12:00:00.000-04:00"}
+    older = {"id": 1, "status": "approved", "date_last_updated": "2026-11-29T11:00:00.000-04:00"}
+    upsert_payment(newer)
+    assert upsert_payment(older).status == "refunded"
+    newest = {
+        "id": 1,
+        "status": "charged_back",
+        "date_last_updated": "2026-11-29T13:00:00.000-04:00",
+    }
+    assert upsert_payment(newest).status == "charged_back"
+    assert db.session.query(Payment).count() == 1
+
+
+def test_replay_gives_a_dead_letter_a_fresh_budget(app, client, sandbox):
+    payment, event_id = receive(client, sandbox)
+    sandbox.state.set_fault("mercadopago", str(payment["id"]), status=500, times=-1)
+    drain(app)
+    assert event(event_id).status == EventStatus.FAILED
+    sandbox.state.set_fault("mercadopago", str(payment["id"]), times=0)  # MercadoPago recovers
+    replay_event(event(event_id))
+    drain(app)
+    stored = event(event_id)
+    assert stored.status == EventStatus.SUCCESS
+    assert stored.attempts == 2 + len(app.config["RETRY_DELAYS"])
+    with pytest.raises(ReplayRefused):
+        replay_event(stored)
+    assert replay_event(stored, force=True) is True
+    assert Job.exists(
+        f"event-{event_id}-attempt-{stored.attempts + 1}", connection=get_queue(app).connection
+    )

@@ -1,0 +1,1 @@
+"""One blueprint per surface: the MercadoPago endpoint and the JSON API."""

@@ -1,0 +1,205 @@
+"""Configuration: the only module that reads the environment.
+
+`APP_ENV` picks a class (development, production, testing); every setting can
+be overridden by an environment variable of the same name. A `.env` file in
+the project root is read in development (real environment variables win).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Read `.env` before the classes below read the environment; real variables win.
+load_dotenv(PROJECT_ROOT / ".env", override=False)
+
+DEFAULT_STATUS_TAGS = {
+    "approved": "mp-payment-approved",
+    "authorized": "mp-payment-authorized",
+    "pending": "mp-payment-pending",
+    "in_process": "mp-payment-in-process",
+    "in_mediation": "mp-payment-in-mediation",
+    "rejected": "mp-payment-rejected",
+    "cancelled": "mp-payment-cancelled",
+    "refunded": "mp-payment-refunded",
+    "charged_back": "mp-payment-charged-back",
+}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run the service; the message says what to set."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+def parse_retry_delays(value: str) -> tuple[int, ...]:
+    """Parse `RETRY_DELAYS` ("60,300,900") into whole seconds."""
+    try:
+        delays = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            f"RETRY_DELAYS must be comma-separated whole seconds, got {value!r}"
+        ) from None
+    if any(delay < 0 for delay in delays):
+        raise ConfigError(f"RETRY_DELAYS cannot contain negative delays: {value!r}")
+    return delays
+
+
+def parse_status_tags(value: str | None) -> dict[str, str]:
+    """Parse `GHL_STATUS_TAGS` ("approved=paid,rejected=payment-failed") over the defaults."""
+    tags = dict(DEFAULT_STATUS_TAGS)
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        status, sep, tag = item.partition("=")
+        if not sep or not status.strip():
+            raise ConfigError(f"GHL_STATUS_TAGS entries look like status=tag, got {item!r}")
+        if tag.strip():
+            tags[status.strip()] = tag.strip()
+        else:  # "status=" switches the tag for that status off
+            tags.pop(status.strip(), None)
+    return tags
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept Heroku's `postgres://` form and use the psycopg 3 driver for PostgreSQL."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Config:
+    """Settings shared by every environment, each overridable from the environment."""
+
+    ENV_NAME = "base"
+    SANDBOX_URL = _env("SANDBOX_URL", "http://127.0.0.1:5001")
+
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        _env("DATABASE_URL", f"sqlite:///{PROJECT_ROOT / 'instance' / 'webhooks.db'}")
+    )
+    REDIS_URL = _env("REDIS_URL", "redis://localhost:6379/0")
+    # Short Redis timeouts on the request path: a webhook must not hang while
+    # Redis is down; the event is already committed and is picked up later.
+    REDIS_SOCKET_TIMEOUT = _env_float("REDIS_SOCKET_TIMEOUT", 0.5)
+    RQ_QUEUE_NAME = _env("RQ_QUEUE_NAME", "webhooks")
+    RQ_JOB_TIMEOUT = int(_env_float("RQ_JOB_TIMEOUT", 180))
+    RQ_WORKER_CLASS = _env("RQ_WORKER_CLASS", "rq.worker.SimpleWorker")
+
+    MP_ACCESS_TOKEN = _env("MP_ACCESS_TOKEN")
+    MP_WEBHOOK_SECRET = _env("MP_WEBHOOK_SECRET")
+    MP_API_BASE_URL = _env("MP_API_BASE_URL", "https://api.mercadopago.com")
+    MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", True)
+
+    GHL_API_TOKEN = _env("GHL_API_TOKEN")
+    GHL_LOCATION_ID = _env("GHL_LOCATION_ID")
+    GHL_API_BASE_URL = _env("GHL_API_BASE_URL", "https://services.leadconnectorhq.com")
+    GHL_STATUS_TAGS = parse_status_tags(_env("GHL_STATUS_TAGS"))
+
+    HTTP_TIMEOUT = _env_float("HTTP_TIMEOUT", 10.0)
+    RETRY_DELAYS = parse_retry_delays(_env("RETRY_DELAYS", "60,300,900"))
+    # rq-scheduler polls this often; a 60 s retry fires within about this long of its time.
+    SCHEDULER_INTERVAL = _env_float("SCHEDULER_INTERVAL", 1.0)
+
+    LOG_FILE = _env("LOG_FILE", str(PROJECT_ROOT / "logs" / "webhook.log"))
+    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+
+    API_TOKEN = _env("API_TOKEN")
+    ADMIN_USERNAME = _env("ADMIN_USERNAME")
+    ADMIN_PASSWORD = _env("ADMIN_PASSWORD")
+
+    # MercadoPago notifications are a few hundred bytes; anything near this is not one.
+    MAX_CONTENT_LENGTH = int(_env_float("MAX_WEBHOOK_BYTES", 64 * 1024))
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+
+    REQUIRED_SETTINGS: tuple[str, ...] = ()
+
+    @classmethod
+    def validate(cls, settings: dict[str, Any]) -> None:
+        """Raise ConfigError naming every required setting that is missing."""
+        missing = [name for name in cls.REQUIRED_SETTINGS if not settings.get(name)]
+        if missing:
+            raise ConfigError(
+                f"{cls.ENV_NAME} configuration is missing: {', '.join(missing)}. "
+                "Set them as environment variables (see README, 'Configuration')."
+            )
+
+
+class DevelopmentConfig(Config):
+    """Runs on one machine against the built-in sandbox for both APIs."""
+
+    ENV_NAME = "development"
+    MP_ACCESS_TOKEN = _env("MP_ACCESS_TOKEN", "sandbox-mp-token")
+    MP_WEBHOOK_SECRET = _env("MP_WEBHOOK_SECRET", "sandbox-webhook-secret")
+    MP_API_BASE_URL = _env("MP_API_BASE_URL", Config.SANDBOX_URL)
+    GHL_API_TOKEN = _env("GHL_API_TOKEN", "sandbox-ghl-token")
+    GHL_LOCATION_ID = _env("GHL_LOCATION_ID", "sandbox-location")
+    GHL_API_BASE_URL = _env("GHL_API_BASE_URL", Config.SANDBOX_URL)
+
+
+class ProductionConfig(Config):
+    """Real APIs; refuses to start without the credentials it needs."""
+
+    ENV_NAME = "production"
+    REQUIRED_SETTINGS = ("MP_ACCESS_TOKEN", "GHL_API_TOKEN", "GHL_LOCATION_ID")
+
+
+class TestingConfig(Config):
+    """Used by the test-suite; the fixtures point it at a private database and sandbox."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        _env("TEST_DATABASE_URL", "sqlite:///" + str(PROJECT_ROOT / "instance" / "test.db"))
+    )
+    REDIS_URL = _env("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    RQ_QUEUE_NAME = "webhooks-test"
+    MP_ACCESS_TOKEN = "test-mp-token"
+    MP_WEBHOOK_SECRET = "test-webhook-secret"
+    GHL_API_TOKEN = "test-ghl-token"
+    GHL_LOCATION_ID = "test-location"
+    API_TOKEN = "test-api-token"
+    RETRY_DELAYS = (1, 2, 3)
+    HTTP_TIMEOUT = 5.0
+    LOG_FILE = None
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestingConfig,
+}
+
+
+def config_class(name: str | None = None) -> type[Config]:
+    """The Config class for `name`, or for `APP_ENV` (default development)."""
+    name = name or _env("APP_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"APP_ENV must be one of {sorted(CONFIGS)}, got {name!r}") from None

@@ -1,0 +1,178 @@
+"""Database models: received events, their processing attempts, and payments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+from .timeutil import isoformat, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class EventStatus:
+    """The life of a webhook event: pending -> processing -> success | failed, or ignored."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+    ALL = (PENDING, PROCESSING, SUCCESS, FAILED, IGNORED)
+    FINAL = (SUCCESS, FAILED, IGNORED)
+
+
+class AttemptOutcome:
+    """How one processing attempt ended."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    IGNORED = "ignored"
+    RETRY = "retry"  # failed; another attempt is scheduled
+    FAILED = "failed"  # failed; the event is dead-lettered
+
+
+class Payment(db.Model):
+    """The merchant's copy of a MercadoPago payment, as last read from the API."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mp_payment_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    status_detail: Mapped[str | None] = mapped_column(String(128))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    payer_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    external_reference: Mapped[str | None] = mapped_column(String(255), index=True)
+    # MercadoPago's own last-update time: an older read never overwrites a newer one.
+    mp_date_last_updated: Mapped[datetime | None] = mapped_column(DateTime)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    tags_applied: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list[WebhookEvent]] = relationship(back_populates="payment")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mp_payment_id": self.mp_payment_id,
+            "status": self.status,
+            "status_detail": self.status_detail,
+            "amount": str(self.amount) if self.amount is not None else None,
+            "currency": self.currency,
+            "payer_email": self.payer_email,
+            "external_reference": self.external_reference,
+            "mp_date_last_updated": isoformat(self.mp_date_last_updated),
+            "ghl_contact_id": self.ghl_contact_id,
+            "tags_applied": self.tags_applied or [],
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
+
+
+class WebhookEvent(db.Model):
+    """One notification as received: stored before anything else happens to it."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        # The worker's and reconciler's question: what is due now?
+        Index("ix_webhook_events_status_next_retry_at", "status", "next_retry_at"),
+        Index("ix_webhook_events_type_received_at", "type", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The notification's own id; the unique constraint is what makes redeliveries harmless.
+    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
+    source: Mapped[str] = mapped_column(String(16))  # "webhook" or "ipn"
+    type: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[Any | None] = mapped_column(JSON)
+    raw_body: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    query: Mapped[dict[str, str] | None] = mapped_column(JSON)
+
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts made before the last manual replay: a replay gives a fresh retry budget.
+    attempts_at_replay: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_retry_at: Mapped[datetime | None] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    payment: Mapped[Payment | None] = relationship(back_populates="events")
+    attempt_log: Mapped[list[WebhookAttempt]] = relationship(
+        back_populates="event", order_by="WebhookAttempt.number", cascade="all, delete-orphan"
+    )
+
+    @property
+    def attempts_this_round(self) -> int:
+        """Attempts counted against the retry budget (those since the last replay)."""
+        return self.attempts - self.attempts_at_replay
+
+    def to_dict(self, *, with_attempts: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "webhook_id": self.webhook_id,
+            "source": self.source,
+            "type": self.type,
+            "action": self.action,
+            "resource_id": self.resource_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "next_retry_at": isoformat(self.next_retry_at),
+            "received_at": isoformat(self.received_at),
+            "processed_at": isoformat(self.processed_at),
+            "updated_at": isoformat(self.updated_at),
+            "payment_id": self.payment.mp_payment_id if self.payment else None,
+        }
+        if with_attempts:
+            data["attempt_log"] = [attempt.to_dict() for attempt in self.attempt_log]
+        return data
+
+
+class WebhookAttempt(db.Model):
+    """One processing attempt of an event: the audit trail."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16), default=AttemptOutcome.RUNNING)
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    retryable: Mapped[bool | None] = mapped_column(db.Boolean)
+    worker: Mapped[str | None] = mapped_column(String(255))
+
+    event: Mapped[WebhookEvent] = relationship(back_populates="attempt_log")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
+            "duration_ms": self.duration_ms,
+            "outcome": self.outcome,
+            "error": self.error,
+            "retryable": self.retryable,
+            "worker": self.worker,
+        }

@@ -1,0 +1,170 @@
+"""Turn an incoming HTTP request into a Notification, or say clearly why not.
+
+MercadoPago sends two forms:
+- Webhooks: a JSON body `{"id", "type", "action", "data": {"id"}}`, with
+  `?data.id=…&type=…` in the query; signed with `x-signature`.
+- IPN (legacy): `?topic=payment&id=…`, usually with an empty body; unsigned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+KEPT_HEADERS = ("content-type", "user-agent", "x-request-id", "x-signature", "x-forwarded-for")
+RESOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+class InvalidNotification(ValueError):
+    """The request is not a notification we can store; `status_code` is the answer to give."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What we store about one notification before processing it."""
+
+    source: str  # "webhook" or "ipn"
+    webhook_id: str
+    type: str
+    action: str | None
+    resource_id: str
+    payload: Any
+    raw_body: str
+    headers: dict[str, str]
+    query: dict[str, str]
+
+    @property
+    def signed_data_id(self) -> str | None:
+        """The `data.id` MercadoPago signs: the query string's."""
+        return self.query.get("data.id")
+
+
+def parse_notification(
+    body: bytes, content_type: str | None, query: Mapping[str, str], headers: Mapping[str, str]
+) -> Notification:
+    """Parse and validate a request; raise InvalidNotification with the status to answer."""
+    query = {key: str(value) for key, value in query.items()}
+    kept_headers = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    try:
+        raw_body = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidNotification("the body is not UTF-8 text", 400) from None
+    payload = _parse_body(raw_body, content_type)
+
+    if "topic" in query:
+        return _parse_ipn(payload, raw_body, kept_headers, query)
+    if payload is None:
+        if "id" in query and "data.id" not in query:
+            raise InvalidNotification("an IPN notification needs ?topic=… with ?id=…", 400)
+        raise InvalidNotification(
+            "empty body: expected a MercadoPago notification (JSON body, or ?topic=…&id=… for IPN)",
+            400,
+        )
+    return _parse_webhook(payload, raw_body, kept_headers, query)
+
+
+def _parse_body(raw_body: str, content_type: str | None) -> dict[str, Any] | None:
+    if not raw_body.strip():
+        return None
+    try:
+        payload = json.loads(raw_body)
+    except ValueError:
+        if content_type and "json" in content_type.lower():
+            raise InvalidNotification("malformed JSON body", 400) from None
+        raise InvalidNotification(
+            f"unsupported content ({content_type or 'no content type'}): "
+            "MercadoPago notifications are JSON",
+            415,
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidNotification("the JSON body must be an object", 400)
+    return payload
+
+
+def _parse_webhook(
+    payload: dict[str, Any], raw_body: str, headers: dict[str, str], query: dict[str, str]
+) -> Notification:
+    data = payload.get("data")
+    body_resource = data.get("id") if isinstance(data, dict) else None
+    query_resource = query.get("data.id")
+    if body_resource is not None and query_resource and str(body_resource) != query_resource:
+        raise InvalidNotification("data.id in the query and in the body disagree", 400)
+    resource_id = _valid_resource_id(query_resource or body_resource)
+    event_type = _valid_type(payload.get("type") or query.get("type"))
+    action = payload.get("action")
+    if action is not None and (not isinstance(action, str) or len(action) > 64):
+        raise InvalidNotification("action must be a short string", 400)
+
+    notification_id = payload.get("id")
+    if isinstance(notification_id, (str, int)) and str(notification_id).strip():
+        webhook_id = f"mp:{notification_id}"
+    else:
+        # No notification id: a redelivery still carries the same request id and body.
+        webhook_id = "mp-derived:" + _digest(headers.get("x-request-id"), raw_body)
+    return Notification(
+        source="webhook",
+        webhook_id=webhook_id[:255],
+        type=event_type,
+        action=action,
+        resource_id=resource_id,
+        payload=payload,
+        raw_body=raw_body,
+        headers=headers,
+        query=query,
+    )
+
+
+def _parse_ipn(
+    payload: dict[str, Any] | None, raw_body: str, headers: dict[str, str], query: dict[str, str]
+) -> Notification:
+    topic = _valid_type(query.get("topic"))
+    resource = query.get("id")
+    if not resource and payload and isinstance(payload.get("resource"), str):
+        # Some IPNs carry the resource URL in the body: take its last path segment.
+        resource = payload["resource"].rstrip("/").rsplit("/", 1)[-1]
+    resource_id = _valid_resource_id(resource)
+    # IPN has no notification id. MercadoPago's redeliveries carry the same
+    # x-request-id; without one, the same topic+id+body is treated as the same notification.
+    webhook_id = f"ipn:{topic}:{resource_id}:" + _digest(headers.get("x-request-id"), raw_body)
+    return Notification(
+        source="ipn",
+        webhook_id=webhook_id[:255],
+        type=topic,
+        action=None,
+        resource_id=resource_id,
+        payload=payload,
+        raw_body=raw_body,
+        headers=headers,
+        query=query,
+    )
+
+
+def _valid_resource_id(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidNotification("missing resource id (data.id, or id for IPN)", 400)
+    text = str(value).strip()
+    if isinstance(value, bool) or not RESOURCE_ID_PATTERN.match(text):
+        raise InvalidNotification("resource id must be 1-64 letters, digits, '-' or '_'", 400)
+    return text
+
+
+def _valid_type(value: Any) -> str:
+    if not value:
+        raise InvalidNotification("missing notification type (type, or topic for IPN)", 400)
+    if not isinstance(value, str) or not TYPE_PATTERN.match(value):
+        raise InvalidNotification("notification type must be a short lower-case name", 400)
+    return value
+
+
+def _digest(request_id: str | None, raw_body: str) -> str:
+    return hashlib.sha256(f"{request_id or ''}\n{raw_body}".encode()).hexdigest()[:32]

@@ -1,0 +1,132 @@
+"""The work done for one event: MercadoPago payment -> `payments` row -> GHL contact tag.
+
+Every step is idempotent, so an attempt that failed half-way can simply run
+again: the payment upsert never lets an older read overwrite a newer one, the
+GHL contact is upserted by e-mail, and adding a tag twice keeps one tag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .extensions import db
+from .models import EventStatus, Payment, WebhookEvent
+from .services import GoHighLevelClient, MercadoPagoClient
+from .timeutil import parse_iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
+
+
+def mercadopago_client() -> MercadoPagoClient:
+    """The app's MercadoPago client (one per process: it keeps its connections alive)."""
+    extensions = current_app.extensions
+    if "mercadopago_client" not in extensions:
+        extensions["mercadopago_client"] = MercadoPagoClient.from_config(current_app.config)
+    return extensions["mercadopago_client"]
+
+
+def gohighlevel_client() -> GoHighLevelClient:
+    """The app's GoHighLevel client (one per process)."""
+    extensions = current_app.extensions
+    if "gohighlevel_client" not in extensions:
+        extensions["gohighlevel_client"] = GoHighLevelClient.from_config(current_app.config)
+    return extensions["gohighlevel_client"]
+
+
+def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] | None = None) -> str:
+    """Process one event; return its final status (success or ignored). Raises on failure.
+
+    `renew_lease` is called between steps so a long attempt keeps its claim.
+    """
+    if event.type != "payment":
+        logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
+        return EventStatus.IGNORED
+    data = mercadopago_client().get_payment(event.resource_id)
+    payment = upsert_payment(data)
+    event.payment_id = payment.id
+    db.session.commit()
+    if renew_lease:
+        renew_lease()
+    sync_contact(payment)
+    return EventStatus.SUCCESS
+
+
+def upsert_payment(data: dict[str, Any]) -> Payment:
+    """Insert or update the payment from MercadoPago's data; never go back in time."""
+    mp_payment_id = str(data["id"])
+    payer = data.get("payer") or {}
+    values = {
+        "status": data.get("status"),
+        "status_detail": data.get("status_detail"),
+        "amount": _decimal(data.get("transaction_amount")),
+        "currency": data.get("currency_id"),
+        "payer_email": (payer.get("email") or None),
+        "external_reference": data.get("external_reference"),
+        "mp_date_last_updated": parse_iso(data.get("date_last_updated")),
+        "raw": data,
+    }
+    insert = INSERTS[db.session.get_bind().dialect.name]
+    # The unique constraint decides who creates the row when two workers race.
+    db.session.execute(
+        insert(Payment)
+        .values(mp_payment_id=mp_payment_id, created_at=utcnow(), updated_at=utcnow(), **values)
+        .on_conflict_do_nothing(index_elements=["mp_payment_id"])
+    )
+    condition = Payment.mp_payment_id == mp_payment_id
+    if values["mp_date_last_updated"] is not None:
+        condition &= or_(
+            Payment.mp_date_last_updated.is_(None),
+            Payment.mp_date_last_updated <= values["mp_date_last_updated"],
+        )
+    db.session.execute(
+        update(Payment)
+        .where(condition)
+        .values(updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return db.session.scalars(select(Payment).where(Payment.mp_payment_id == mp_payment_id)).one()
+
+
+def sync_contact(payment: Payment) -> None:
+    """Upsert the payer as a GHL contact and tag them with the payment's current status."""
+    if not payment.payer_email:
+        logger.info("payment %s has no payer e-mail; GoHighLevel skipped", payment.mp_payment_id)
+        return
+    raw = payment.raw or {}
+    payer = raw.get("payer") or {}
+    client = gohighlevel_client()
+    contact = client.upsert_contact(
+        email=payment.payer_email,
+        first_name=payer.get("first_name") or None,
+        last_name=payer.get("last_name") or None,
+    )
+    contact_id = str(contact["id"])
+    tags = list(payment.tags_applied or [])
+    tag = current_app.config["GHL_STATUS_TAGS"].get(payment.status or "")
+    if tag:
+        client.add_tags(contact_id, [tag])
+        if tag not in tags:
+            tags.append(tag)
+    payment.ghl_contact_id = contact_id
+    payment.tags_applied = tags
+    db.session.commit()
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None

@@ -1,0 +1,101 @@
+"""Redis, the RQ queue and rq-scheduler: how an event's attempts get to a worker.
+
+Redis only carries work; the `webhook_events` row is the source of truth. If
+Redis is down when an event is stored or a retry is scheduled, the event stays
+`pending` with its due time in `next_retry_at` and is picked up later.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rq import Queue
+from rq_scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+PROCESS_EVENT_JOB = "webhooks_app.processing.process_event"
+
+
+def make_redis(url: str, socket_timeout: float | None) -> Redis:
+    """A Redis client; with a timeout it fails fast instead of retrying with backoff."""
+    if socket_timeout is None:
+        return Redis.from_url(url)
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Create the app's Redis client (short timeouts: it serves the request path)."""
+    app.extensions["redis"] = make_redis(
+        app.config["REDIS_URL"], app.config["REDIS_SOCKET_TIMEOUT"]
+    )
+
+
+def get_redis(app: Flask | None = None) -> Redis:
+    return (app or current_app).extensions["redis"]
+
+
+def get_queue(app: Flask | None = None, connection: Redis | None = None) -> Queue:
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return Queue(
+        app.config["RQ_QUEUE_NAME"],
+        connection=connection or get_redis(app),
+        default_timeout=app.config["RQ_JOB_TIMEOUT"],
+    )
+
+
+def get_scheduler(app: Flask | None = None, connection: Redis | None = None) -> Scheduler:
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return Scheduler(
+        queue=get_queue(app, connection),
+        connection=connection or get_redis(app),
+        interval=app.config["SCHEDULER_INTERVAL"],
+    )
+
+
+def job_id(event_id: int, attempt: int, suffix: str = "") -> str:
+    """A deterministic RQ job id for one attempt of one event."""
+    return f"event-{event_id}-attempt-{attempt}{suffix}"
+
+
+def _job_options(event_id: int, attempt: int, suffix: str = "") -> dict[str, Any]:
+    return {
+        "job_id": job_id(event_id, attempt, suffix),
+        "description": f"process webhook event {event_id} (attempt {attempt})",
+        "result_ttl": 3600,
+    }
+
+
+def enqueue_event(event_id: int, attempt: int) -> str:
+    """Put an attempt on the queue now. Raises redis.RedisError when Redis is unreachable."""
+    options = _job_options(event_id, attempt)
+    get_queue().enqueue(PROCESS_EVENT_JOB, event_id, **options)
+    return options["job_id"]
+
+
+def schedule_event(event_id: int, attempt: int, at: datetime, suffix: str = "") -> str:
+    """Have rq-scheduler enqueue an attempt at `at` (naive UTC). Raises redis.RedisError."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    options = _job_options(event_id, attempt, suffix)
+    options["job_description"] = options.pop("description")
+    options["job_result_ttl"] = options.pop("result_ttl")
+    get_scheduler(app).enqueue_at(
+        at,
+        PROCESS_EVENT_JOB,
+        event_id,
+        timeout=app.config["RQ_JOB_TIMEOUT"],
+        queue_name=app.config["RQ_QUEUE_NAME"],
+        **options,
+    )
+    return options["job_id"]

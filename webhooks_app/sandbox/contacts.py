@@ -1,0 +1,135 @@
+"""GoHighLevel contact records: validation, upsert and tags.
+
+Pure functions over plain dicts; `SandboxState` stores the dicts and holds the lock.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+# Loose on purpose: GHL's validator rejects obvious garbage, not unusual addresses.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+# Upsert body fields copied onto the contact when present and not null.
+CONTACT_FIELDS = (
+    "firstName",
+    "lastName",
+    "name",
+    "phone",
+    "source",
+    "companyName",
+    "address1",
+    "city",
+    "state",
+    "country",
+    "postalCode",
+    "website",
+    "timezone",
+    "gender",
+    "dnd",
+    "assignedTo",
+    "customFields",
+)
+
+
+def format_ghl_time(value: datetime) -> str:
+    """Render a datetime as GoHighLevel does ("2026-05-05T15:12:41.809Z")."""
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_contact_id(rng: random.Random) -> str:
+    """A 20-character id shaped like GoHighLevel's ("sx6wyHhbFdRXh302LLNR")."""
+    return "".join(rng.choices(_ID_ALPHABET, k=20))
+
+
+def upsert_errors(body: Any) -> list[str]:
+    """Validation messages for an upsert body (empty when valid), in GHL's 422 style."""
+    if not isinstance(body, Mapping):
+        return ["body must be a JSON object"]
+    errors = []
+    if not isinstance(body.get("locationId"), str) or not body["locationId"]:
+        errors.append("locationId must be a string")
+    email = body.get("email")
+    if not isinstance(email, str) or not _EMAIL.match(email.strip()):
+        errors.append("email must be an email")
+    if "tags" in body and body["tags"] is not None:
+        try:
+            normalise_tags(body["tags"])
+        except ValueError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def normalise_tags(tags: Any) -> list[str]:
+    """Validate a tag list; GHL stores tags trimmed and lower-cased, without duplicates."""
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise ValueError("tags must be an array of strings")
+    result: list[str] = []
+    for tag in tags:
+        tag = tag.strip().lower()
+        if tag and tag not in result:
+            result.append(tag)
+    return result
+
+
+def new_contact(contact_id: str, body: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """Build a contact from a valid upsert body."""
+    email = body["email"].strip()
+    contact: dict[str, Any] = {
+        "id": contact_id,
+        "locationId": body["locationId"],
+        "email": email,
+        "emailLowerCase": email.lower(),
+        "firstName": None,
+        "lastName": None,
+        "name": None,
+        "phone": None,
+        "source": None,
+        "type": "lead",
+        "tags": [],
+        "customFields": [],
+        "dnd": False,
+        "dateAdded": now,
+        "dateUpdated": now,
+    }
+    return apply_upsert(contact, body, now)
+
+
+def apply_upsert(contact: dict[str, Any], body: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """Update `contact` in place from an upsert body.
+
+    Like the real API, `tags` in an upsert body replace the contact's tags; the
+    tags endpoints are the way to add or remove one without touching the rest.
+    """
+    for name in CONTACT_FIELDS:
+        if body.get(name) is not None:
+            contact[name] = body[name]
+    if body.get("tags") is not None:
+        contact["tags"] = normalise_tags(body["tags"])
+    first, last = contact.get("firstName"), contact.get("lastName")
+    if not contact.get("name") and (first or last):
+        contact["name"] = " ".join(part for part in (first, last) if part)
+    contact["firstNameLowerCase"] = first.lower() if first else None
+    contact["lastNameLowerCase"] = last.lower() if last else None
+    contact["dateUpdated"] = now
+    return contact
+
+
+def add_tags(contact: dict[str, Any], tags: list[str]) -> list[str]:
+    """Add normalised tags, keeping one copy of each; return all tags."""
+    for tag in tags:
+        if tag not in contact["tags"]:
+            contact["tags"].append(tag)
+    return list(contact["tags"])
+
+
+def remove_tags(contact: dict[str, Any], tags: list[str]) -> list[str]:
+    """Remove normalised tags (absent ones are ignored); return the remaining tags."""
+    contact["tags"] = [tag for tag in contact["tags"] if tag not in tags]
+    return list(contact["tags"])

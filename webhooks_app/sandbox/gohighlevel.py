@@ -1,0 +1,133 @@
+"""Imitation of the GoHighLevel v2 contacts API (https://services.leadconnectorhq.com)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, request
+from werkzeug.http import HTTP_STATUS_CODES
+
+from . import contacts as ghl_contacts
+from .faults import GOHIGHLEVEL
+from .gate import admit, get_state, json_response, mark_api_call, set_call_key
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("sandbox_gohighlevel", __name__)
+
+API_VERSION = "2021-07-28"
+# Rate-limit bucket for calls whose location cannot be known (unknown contact id).
+UNKNOWN_LOCATION = "-"
+
+
+def ghl_error(status: int, message: Any = None) -> dict:
+    """GoHighLevel's error body: {"statusCode", "message"[, "error"]}."""
+    reason = HTTP_STATUS_CODES.get(status, "Error")
+    body: dict[str, Any] = {"statusCode": status, "message": message or reason}
+    if status in (401, 422):
+        body["error"] = reason
+    return body
+
+
+def _check_headers() -> Response | None:
+    """401 without a bearer token (the configured one, if any); 400 without `Version`."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = get_state().ghl_token
+    if scheme.lower() != "bearer" or not token.strip() or (expected and token.strip() != expected):
+        return json_response(ghl_error(401, "Invalid JWT"), 401)
+    version = request.headers.get("Version")
+    if not version:
+        return json_response(ghl_error(400, "version header was not found"), 400)
+    if version != API_VERSION:
+        return json_response(ghl_error(400, f"version must be {API_VERSION}"), 400)
+    return None
+
+
+def _contact_gate(contact_id: str) -> tuple[dict | None, Response | None]:
+    """Common start of the per-contact routes: headers, then faults keyed by its e-mail."""
+    mark_api_call(GOHIGHLEVEL)
+    refusal = _check_headers()
+    if refusal is not None:
+        return None, refusal
+    contact = get_state().get_contact(contact_id)
+    email = contact["emailLowerCase"] if contact else None
+    set_call_key(email)
+    location = contact["locationId"] if contact else UNKNOWN_LOCATION
+    refusal = admit(GOHIGHLEVEL, email, ghl_error, bucket=location)
+    if refusal is not None:
+        return None, refusal
+    if contact is None:
+        return None, json_response(ghl_error(404, "Contact not found"), 404)
+    return contact, None
+
+
+def _tags_from_body() -> list[str] | Response:
+    body = request.get_json(silent=True)
+    try:
+        return ghl_contacts.normalise_tags(body.get("tags") if isinstance(body, dict) else None)
+    except ValueError as exc:
+        return json_response(ghl_error(422, [str(exc)]), 422)
+
+
+@bp.post("/contacts/upsert")
+def upsert_contact() -> Response:
+    """Create or update the contact with this e-mail in this location."""
+    mark_api_call(GOHIGHLEVEL)
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    key = email.strip().lower() if isinstance(email, str) else None
+    set_call_key(key)
+    refusal = _check_headers()
+    if refusal is not None:
+        return refusal
+    location = body.get("locationId") if isinstance(body, dict) else None
+    refusal = admit(GOHIGHLEVEL, key, ghl_error, bucket=str(location or UNKNOWN_LOCATION))
+    if refusal is not None:
+        return refusal
+    errors = ghl_contacts.upsert_errors(body)
+    if errors:
+        return json_response(ghl_error(422, errors), 422)
+    state = get_state()
+    contact, is_new = state.upsert_contact(body)
+    answer = {"new": is_new, "contact": contact, "traceId": state.new_trace_id()}
+    return json_response(answer, 201 if is_new else 200)
+
+
+@bp.get("/contacts/<contact_id>")
+def get_contact(contact_id: str) -> Response:
+    """One contact by id."""
+    contact, refusal = _contact_gate(contact_id)
+    if refusal is not None:
+        return refusal
+    return json_response({"contact": contact, "traceId": get_state().new_trace_id()}, 200)
+
+
+@bp.post("/contacts/<contact_id>/tags")
+def add_tags(contact_id: str) -> Response:
+    """Add tags; a tag the contact already has is kept once."""
+    _, refusal = _contact_gate(contact_id)
+    if refusal is not None:
+        return refusal
+    tags = _tags_from_body()
+    if isinstance(tags, Response):
+        return tags
+    result = get_state().change_tags(contact_id, tags, add=True)
+    if result is None:  # reset between the gate and here
+        return json_response(ghl_error(404, "Contact not found"), 404)
+    return json_response({"tags": result, "traceId": get_state().new_trace_id()}, 201)
+
+
+@bp.delete("/contacts/<contact_id>/tags")
+def remove_tags(contact_id: str) -> Response:
+    """Remove tags; removing one the contact does not have is not an error."""
+    _, refusal = _contact_gate(contact_id)
+    if refusal is not None:
+        return refusal
+    tags = _tags_from_body()
+    if isinstance(tags, Response):
+        return tags
+    result = get_state().change_tags(contact_id, tags, add=False)
+    if result is None:  # reset between the gate and here
+        return json_response(ghl_error(404, "Contact not found"), 404)
+    return json_response({"tags": result, "traceId": get_state().new_trace_id()}, 200)

@@ -1,0 +1,81 @@
+"""Imitation of the MercadoPago payments API (https://api.mercadopago.com)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .faults import MERCADOPAGO
+from .gate import admit, get_state, json_response, mark_api_call
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("sandbox_mercadopago", __name__)
+
+# Fault key for the search route, which concerns no single payment.
+SEARCH_KEY = "search"
+
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_requests",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+def mp_error(status: int, message: str | None = None, cause: list | None = None) -> dict:
+    """MercadoPago's error body: {"message", "error", "status", "cause"}."""
+    code = _ERROR_CODES.get(status) or HTTP_STATUS_CODES.get(status, "error").lower().replace(
+        " ", "_"
+    )
+    return {
+        "message": message or code,
+        "error": code,
+        "status": status,
+        "cause": cause or [],
+    }
+
+
+def _check_token() -> Response | None:
+    """401 unless a bearer token (the configured one, if any) is present."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = get_state().access_token
+    if scheme.lower() != "bearer" or not token.strip() or (expected and token.strip() != expected):
+        return json_response(mp_error(401, "invalid access token"), 401)
+    return None
+
+
+@bp.get("/v1/payments/search")
+def search_payments() -> Response:
+    """Search payments with MercadoPago's sort/criteria/range/offset/limit parameters."""
+    mark_api_call(MERCADOPAGO, SEARCH_KEY)
+    refusal = _check_token() or admit(MERCADOPAGO, SEARCH_KEY, mp_error)
+    if refusal is not None:
+        return refusal
+    try:
+        result = get_state().search_payments(request.args.to_dict())
+    except ValueError as exc:
+        return json_response(mp_error(400, str(exc)), 400)
+    return json_response(result, 200)
+
+
+@bp.get("/v1/payments/<payment_id>")
+def get_payment(payment_id: str) -> Response:
+    """One payment by id."""
+    mark_api_call(MERCADOPAGO, payment_id)
+    refusal = _check_token() or admit(MERCADOPAGO, payment_id, mp_error)
+    if refusal is not None:
+        return refusal
+    payment = get_state().get_payment(payment_id)
+    if payment is None:
+        cause = [{"code": 2000, "description": "Payment not found", "data": None}]
+        return json_response(mp_error(404, "Payment not found", cause), 404)
+    return json_response(payment, 200)

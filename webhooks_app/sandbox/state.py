@@ -1,0 +1,384 @@
+"""The sandbox's in-memory state: payments, contacts, faults and the call log.
+
+One re-entrant lock guards everything, because the server answers each request
+in its own thread and tests change the state from yet another thread. Nothing
+sleeps while holding the lock: `admit` only decides how long a call must wait.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import contacts as ghl_contacts
+from . import payments as mp_payments
+from .faults import (
+    GOHIGHLEVEL,
+    MERCADOPAGO,
+    WILDCARD,
+    Admission,
+    Fault,
+    Latency,
+    RandomFailures,
+    RateLimiter,
+    RealClock,
+    normalise_api,
+    rate_limited,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _first_payment_id() -> int:
+    """Start ids from the clock so a restarted sandbox does not reuse a dev database's ids."""
+    return 10_000_000_000 + int(RealClock.time() * 1000) % 10_000_000_000
+
+
+class SandboxState:
+    """Everything the sandbox remembers, safe to use from any thread.
+
+    `access_token` / `ghl_token`: when set, the MercadoPago / GoHighLevel routes
+    accept only that bearer token; otherwise any non-empty token.
+    """
+
+    def __init__(self, access_token: str | None = None, ghl_token: str | None = None) -> None:
+        self.access_token = access_token
+        self.ghl_token = ghl_token
+        self._lock = threading.RLock()
+        self._next_payment_id = _first_payment_id()
+        self._ids = random.Random()
+        self._last_tick: datetime | None = None
+        self.reset()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget payments, contacts, faults, limits, latency and calls (tokens stay)."""
+        with self._lock:
+            self._payments: dict[int, dict[str, Any]] = {}
+            self._contacts: dict[str, dict[str, Any]] = {}
+            self._contact_index: dict[tuple[str, str], str] = {}
+            self._faults: dict[tuple[str, str], Fault] = {}
+            self._random: dict[str, RandomFailures] = {}
+            self._latency: dict[str, Latency] = {}
+            self._rate_limiter: RateLimiter | None = None
+            self._calls: list[dict[str, Any]] = []
+        logger.info("sandbox state reset")
+
+    def _tick(self) -> datetime:
+        """Now, to the millisecond, strictly after the previous tick.
+
+        Callers page through payments by `date_last_updated`; two changes in the
+        same millisecond would make such a cursor skip or repeat one.
+        """
+        now = datetime.now(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_tick is not None and now <= self._last_tick:
+            now = self._last_tick + timedelta(milliseconds=1)
+        self._last_tick = now
+        return now
+
+    # -- MercadoPago payments ------------------------------------------------------
+
+    def add_payment(self, **fields: Any) -> dict[str, Any]:
+        """Create a payment, or update it when `id` exists; return a copy of it."""
+        with self._lock:
+            now = mp_payments.format_mp_time(self._tick())
+            raw_id = fields.get("id")
+            if raw_id is None:
+                payment_id = self._next_payment_id
+            else:
+                try:
+                    payment_id = int(raw_id)
+                except (TypeError, ValueError):
+                    raise ValueError(f"payment id must be numeric, got {raw_id!r}") from None
+            self._next_payment_id = max(self._next_payment_id, payment_id + 1)
+            existing = self._payments.get(payment_id)
+            if existing is None:
+                payment = mp_payments.new_payment(payment_id, now, fields)
+                self._payments[payment_id] = payment
+                logger.info("payment %s created (%s)", payment_id, payment["status"])
+            else:
+                payment = mp_payments.update_payment(existing, fields, now)
+                logger.info("payment %s updated (%s)", payment_id, payment["status"])
+            return copy.deepcopy(payment)
+
+    def get_payment(self, payment_id: int | str) -> dict[str, Any] | None:
+        """A copy of the payment, or None."""
+        try:
+            key = int(payment_id)
+        except (TypeError, ValueError):
+            return None
+        with self._lock:
+            payment = self._payments.get(key)
+            return copy.deepcopy(payment) if payment is not None else None
+
+    def payments(self) -> list[dict[str, Any]]:
+        """Copies of every payment, oldest first."""
+        with self._lock:
+            return copy.deepcopy(list(self._payments.values()))
+
+    def search_payments(self, args: Mapping[str, str]) -> dict[str, Any]:
+        """Answer a `/v1/payments/search` query; raise ValueError for bad parameters."""
+        with self._lock:
+            result = mp_payments.search_payments(self._payments.values(), args, datetime.now(UTC))
+            return copy.deepcopy(result)
+
+    # -- GoHighLevel contacts ------------------------------------------------------
+
+    def upsert_contact(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create or update the contact for (locationId, e-mail); return (contact, is_new).
+
+        The body must already be valid (see `contacts.upsert_errors`).
+        """
+        with self._lock:
+            now = ghl_contacts.format_ghl_time(self._tick())
+            index_key = (body["locationId"], body["email"].strip().lower())
+            contact_id = self._contact_index.get(index_key)
+            if contact_id is None:
+                contact_id = ghl_contacts.new_contact_id(self._ids)
+                contact = ghl_contacts.new_contact(contact_id, body, now)
+                self._contacts[contact_id] = contact
+                self._contact_index[index_key] = contact_id
+                is_new = True
+            else:
+                contact = ghl_contacts.apply_upsert(self._contacts[contact_id], body, now)
+                is_new = False
+            return copy.deepcopy(contact), is_new
+
+    def get_contact(self, contact_id: str) -> dict[str, Any] | None:
+        """A copy of the contact, or None."""
+        with self._lock:
+            contact = self._contacts.get(contact_id)
+            return copy.deepcopy(contact) if contact is not None else None
+
+    def find_contact(self, email: str, location_id: str | None = None) -> dict[str, Any] | None:
+        """A copy of the contact with this e-mail (in `location_id`, if given), or None."""
+        email = email.strip().lower()
+        with self._lock:
+            for contact in self._contacts.values():
+                if contact["emailLowerCase"] == email and location_id in (
+                    None,
+                    contact["locationId"],
+                ):
+                    return copy.deepcopy(contact)
+            return None
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Copies of every contact, oldest first."""
+        with self._lock:
+            return copy.deepcopy(list(self._contacts.values()))
+
+    def change_tags(self, contact_id: str, tags: list[str], *, add: bool) -> list[str] | None:
+        """Add or remove normalised tags; return the contact's tags, or None if unknown."""
+        with self._lock:
+            contact = self._contacts.get(contact_id)
+            if contact is None:
+                return None
+            if add:
+                result = ghl_contacts.add_tags(contact, tags)
+            else:
+                result = ghl_contacts.remove_tags(contact, tags)
+            contact["dateUpdated"] = ghl_contacts.format_ghl_time(self._tick())
+            return result
+
+    @staticmethod
+    def new_trace_id() -> str:
+        """A trace id like the ones GoHighLevel returns."""
+        return str(uuid.uuid4())
+
+    # -- fault injection -----------------------------------------------------------
+
+    @staticmethod
+    def _fault_key(api: str, key: Any) -> str:
+        key = str(key).strip()
+        # E-mails are matched case-insensitively, as GHL does.
+        return key.lower() if api == GOHIGHLEVEL else key
+
+    def set_fault(
+        self,
+        api: str,
+        key: str | int,
+        *,
+        status: int = 500,
+        times: int = 1,
+        delay: float = 0.0,
+        retry_after: float | None = None,
+    ) -> None:
+        """Make the next `times` calls for `key` (or "*") fail with `status` after `delay`.
+
+        `times=-1` fails forever, `times=0` removes the fault; `status=0` only delays.
+        A 429 without `retry_after` sends `Retry-After: 1`.
+        """
+        api = normalise_api(api)
+        if times < -1:
+            raise ValueError("times must be -1 (forever), 0 (remove) or positive")
+        if delay < 0 or (retry_after is not None and retry_after < 0):
+            raise ValueError("delay and retry_after must not be negative")
+        if status != 0 and not 100 <= status <= 599:
+            raise ValueError(f"status must be 0 or an HTTP status, got {status!r}")
+        fault_key = (api, self._fault_key(api, key))
+        with self._lock:
+            if times == 0:
+                self._faults.pop(fault_key, None)
+            else:
+                self._faults[fault_key] = Fault(status, times, float(delay), retry_after)
+        logger.info(
+            "fault set for %s %r: status=%s times=%s delay=%s",
+            *fault_key,
+            status,
+            times,
+            delay,
+        )
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The active faults."""
+        with self._lock:
+            return [
+                {"api": api, "key": key, **fault.to_dict()}
+                for (api, key), fault in self._faults.items()
+            ]
+
+    def set_random_failures(self, api: str, rate: float, seed: int, status: int = 500) -> None:
+        """Fail `rate` of the calls to `api`, in an order fixed by `seed`; rate 0 disables."""
+        api = normalise_api(api)
+        with self._lock:
+            if rate <= 0:
+                self._random.pop(api, None)
+            else:
+                self._random[api] = RandomFailures(float(rate), int(seed), int(status))
+
+    def set_rate_limit(self, requests: int | None = 100, per_seconds: float = 10.0) -> None:
+        """Limit GoHighLevel calls per location (real GHL: 100 per 10 s); None disables."""
+        with self._lock:
+            self._rate_limiter = (
+                None if requests is None else RateLimiter(int(requests), float(per_seconds))
+            )
+
+    def set_latency(self, api: str, min_seconds: float, max_seconds: float) -> None:
+        """Delay every call to `api` by a random time in [min, max]; 0, 0 disables."""
+        api = normalise_api(api)
+        with self._lock:
+            if max_seconds <= 0:
+                self._latency.pop(api, None)
+            else:
+                self._latency[api] = Latency(float(min_seconds), float(max_seconds))
+
+    def settings(self) -> dict[str, Any]:
+        """The current fault configuration, for the control API."""
+        with self._lock:
+            return {
+                "faults": self.faults(),
+                "random_failures": {api: rf.to_dict() for api, rf in self._random.items()},
+                "rate_limit": self._rate_limiter.to_dict() if self._rate_limiter else None,
+                "latency": {api: lat.to_dict() for api, lat in self._latency.items()},
+            }
+
+    def admit(self, api: str, key: str | None, bucket: str | None = None) -> Admission:
+        """Decide how to treat one API call: latency, rate limit, scripted or random fault.
+
+        `key` is the payment id or contact e-mail (None if unknown); `bucket` is the
+        GoHighLevel location the rate limit counts against.
+        """
+        with self._lock:
+            latency = self._latency.get(api)
+            sleep = latency.draw() if latency else 0.0
+            headers: dict[str, str] = {}
+            limiter = self._rate_limiter
+            if api == GOHIGHLEVEL and limiter is not None:
+                allowed, wait, remaining = limiter.hit(bucket or "", RealClock.monotonic())
+                headers = limiter.headers(remaining)
+                if not allowed:
+                    return rate_limited(sleep, wait, headers)
+            fault = self._take_fault(api, key)
+            outcome = "ok"
+            if fault is not None:
+                sleep += fault.delay
+                if fault.status:
+                    retry_after = fault.retry_after
+                    if retry_after is None and fault.status == 429:
+                        retry_after = 1
+                    return Admission(sleep, fault.status, retry_after, "fault", headers)
+                outcome = "delayed"
+            failures = self._random.get(api)
+            if failures is not None and failures.draw():
+                retry_after = 1 if failures.status == 429 else None
+                return Admission(sleep, failures.status, retry_after, "random_failure", headers)
+            return Admission(sleep, None, None, outcome, headers)
+
+    def _take_fault(self, api: str, key: str | None) -> Fault | None:
+        """The fault for this key (else the wildcard one), counted as used once."""
+        candidates = [WILDCARD] if key is None else [self._fault_key(api, key), WILDCARD]
+        for candidate in candidates:
+            fault = self._faults.get((api, candidate))
+            if fault is not None:
+                # Copy before consuming so the caller sees the fault as it applied.
+                applied = copy.copy(fault)
+                fault.consume()
+                if fault.exhausted:
+                    del self._faults[(api, candidate)]
+                return applied
+        return None
+
+    # -- call log ------------------------------------------------------------------
+
+    def record_call(
+        self,
+        *,
+        api: str,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        status: int,
+        body: Any,
+        key: str | None,
+        outcome: str,
+        started: float,
+    ) -> None:
+        """Append one API call to the log."""
+        entry = {
+            "time": started,
+            "duration": round(RealClock.time() - started, 6),
+            "api": api,
+            "method": method,
+            "path": path,
+            "query": dict(query),
+            "status": status,
+            "json": copy.deepcopy(body),
+            "key": key,
+            "outcome": outcome,
+        }
+        with self._lock:
+            self._calls.append(entry)
+
+    def calls(
+        self,
+        api: str | None = None,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Copies of the logged API calls, oldest first, optionally filtered."""
+        api = normalise_api(api) if api else None
+        with self._lock:
+            selected = [
+                call
+                for call in self._calls
+                if (api is None or call["api"] == api)
+                and (method is None or call["method"] == method.upper())
+                and (path_contains is None or path_contains in call["path"])
+            ]
+            return copy.deepcopy(selected)
+
+    def clear_calls(self) -> None:
+        """Empty the call log only."""
+        with self._lock:
+            self._calls.clear()
+
+
+__all__ = ["GOHIGHLEVEL", "MERCADOPAGO", "SandboxState"]

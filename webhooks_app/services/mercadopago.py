@@ -1,0 +1,223 @@
+"""Thin client for the MercadoPago payments API (read-only).
+
+Endpoints: `GET /v1/payments/{id}` and `GET /v1/payments/search`. No retries
+happen here; failures raise the typed errors from `.errors` for the caller's
+retry policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Self
+
+import requests
+
+from .http import (
+    DEFAULT_TIMEOUT,
+    ApiHttpClient,
+    config_base_url,
+    config_required,
+    config_timeout,
+    path_segment,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "mercadopago"
+SEARCH_PATH = "/v1/payments/search"
+
+
+def format_mp_datetime(value: datetime) -> str:
+    """Render a datetime the way MercadoPago's search expects it.
+
+    MercadoPago documents `yyyy-MM-dd'T'HH:mm:ss.SSSZ` and its examples use a
+    numeric offset (`...000-04:00`); we send UTC as `-00:00`, which also needs
+    no URL escaping (unlike `+`). A naive datetime is taken as UTC, like the
+    rest of the app.
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}-00:00"
+
+
+def parse_mp_datetime(value: str | None) -> datetime | None:
+    """Parse a MercadoPago timestamp (`2026-11-29T10:00:00.000-04:00`) to an aware UTC datetime.
+
+    Returns None for None/empty; raises ValueError for anything else unparsable.
+    """
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.strip())
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+class MercadoPagoClient:
+    """Reads payments from MercadoPago with a bearer access token."""
+
+    DEFAULT_BASE_URL = "https://api.mercadopago.com"
+
+    def __init__(
+        self,
+        access_token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._http = ApiHttpClient(
+            service=SERVICE,
+            base_url=base_url,
+            token=access_token,
+            timeout=timeout,
+            session=session,
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MercadoPagoClient:
+        """Build from the Flask config: MP_ACCESS_TOKEN, MP_API_BASE_URL, HTTP_TIMEOUT."""
+        return cls(
+            config_required(config, "MP_ACCESS_TOKEN", "the MercadoPago API client"),
+            base_url=config_base_url(config, "MP_API_BASE_URL", cls.DEFAULT_BASE_URL),
+            timeout=config_timeout(config),
+        )
+
+    def __repr__(self) -> str:
+        return f"MercadoPagoClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        """Base URL without a trailing slash."""
+        return self._http.base_url
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """The (connect, read) timeout used on every call."""
+        return self._http.timeout
+
+    @property
+    def session(self) -> requests.Session:
+        """The keep-alive session shared by every call."""
+        return self._http.session
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        self._http.close()
+
+    def get_payment(self, payment_id: str | int) -> dict[str, Any]:
+        """Fetch one payment.
+
+        A 404 raises a *retryable* NotFoundError: MercadoPago can notify before
+        the payment is readable, so "not found yet" is worth retrying.
+        """
+        path = f"/v1/payments/{path_segment(payment_id, 'payment_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
+    def search_payments(
+        self,
+        *,
+        begin_date: datetime,
+        end_date: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        criteria: str = "asc",
+    ) -> dict[str, Any]:
+        """One page of payments whose `date_last_updated` is in [begin_date, end_date].
+
+        `end_date` defaults to now. Returns MercadoPago's
+        `{"paging": {"total", "limit", "offset"}, "results": [...]}`.
+        """
+        if criteria not in ("asc", "desc"):
+            raise ValueError(f"criteria must be 'asc' or 'desc', got {criteria!r}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        params = {
+            "sort": "date_last_updated",
+            "criteria": criteria,
+            "range": "date_last_updated",
+            "begin_date": format_mp_datetime(begin_date),
+            "end_date": format_mp_datetime(end_date or datetime.now(UTC)),
+            "offset": offset,
+            "limit": limit,
+        }
+        payload = self._http.expect_object(
+            "GET",
+            SEARCH_PATH,
+            self._http.request_json("GET", SEARCH_PATH, params=params),
+        )
+        if not isinstance(payload.get("results"), list):
+            raise self._http.unexpected_response(
+                "GET", SEARCH_PATH, "'results' is not a list", payload
+            )
+        if not isinstance(payload.get("paging", {}), dict):
+            raise self._http.unexpected_response(
+                "GET", SEARCH_PATH, "'paging' is not an object", payload
+            )
+        return payload
+
+    def iter_payments_updated_since(
+        self, since: datetime, *, page_size: int = 50, max_pages: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Yield payments updated from `since` until now, oldest update first.
+
+        Pages through `search_payments` until `paging.total` is reached, a page
+        is empty, or `max_pages` pages were read (then a warning is logged; resume
+        with `since=parse_mp_datetime(last["date_last_updated"])`). The window's
+        end is fixed when iteration starts so later updates do not shift pages.
+        A payment updated *during* iteration can still move and be skipped, so
+        callers should overlap successive windows; each id is yielded at most once.
+        """
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        if max_pages < 1:
+            raise ValueError(f"max_pages must be >= 1, got {max_pages}")
+        end_date = datetime.now(UTC)
+        offset = 0
+        seen: set[Any] = set()
+        last: dict[str, Any] | None = None
+        total: Any = None
+        for _ in range(max_pages):
+            page = self.search_payments(
+                begin_date=since, end_date=end_date, offset=offset, limit=page_size
+            )
+            results = page["results"]
+            total = page.get("paging", {}).get("total")
+            for payment in results:
+                payment_id = payment.get("id") if isinstance(payment, dict) else None
+                if payment_id is not None:
+                    if payment_id in seen:  # offset paging can repeat an item
+                        continue
+                    seen.add(payment_id)
+                last = payment
+                yield payment
+            # Advance by what was returned, not by page_size: MercadoPago may
+            # cap `limit` below what we asked for.
+            offset += len(results)
+            if not results:
+                return
+            if isinstance(total, int):
+                if offset >= total:
+                    return
+            elif len(results) < page_size:  # no total: a short page is the last one
+                return
+        logger.warning(
+            "MercadoPago search stopped after max_pages=%d (%d payments read, %s reported); "
+            "resume from date_last_updated=%s",
+            max_pages,
+            offset,
+            total if isinstance(total, int) else "no total",
+            last.get("date_last_updated") if isinstance(last, dict) else None,
+        )

@@ -1,0 +1,48 @@
+"""RQ worker for webhook events: `python worker.py [--burst]`.
+
+The worker runs jobs inside one pushed Flask app context, so jobs can use
+Flask-SQLAlchemy. The worker class comes from RQ_WORKER_CLASS (default
+SimpleWorker: no fork per job; see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from werkzeug.utils import import_string
+
+from webhooks_app import create_app
+from webhooks_app.extensions import db
+from webhooks_app.queueing import get_queue, make_redis
+
+logger = logging.getLogger("webhooks_app.worker")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="Quit when the queue is empty.")
+    parser.add_argument("--name", help="Worker name (default: RQ's).")
+    args = parser.parse_args(argv)
+
+    app = create_app()
+    with app.app_context():
+        engine = db.engine
+        # A forking worker class must not share the parent's database connections.
+        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+        # No short socket timeout here: RQ blocks on the queue for long polls.
+        connection = make_redis(app.config["REDIS_URL"], None)
+        worker_class = import_string(app.config["RQ_WORKER_CLASS"])
+        worker = worker_class([get_queue(app, connection)], connection=connection, name=args.name)
+        logger.info(
+            "worker %s (%s) listening on %s",
+            worker.name,
+            worker_class.__name__,
+            app.config["RQ_QUEUE_NAME"],
+        )
+        worker.work(burst=args.burst, logging_level=app.config["LOG_LEVEL"])
+
+
+if __name__ == "__main__":
+    main()
