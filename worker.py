@@ -2,7 +2,9 @@
 
 The worker runs jobs inside one pushed Flask app context, so jobs can use
 Flask-SQLAlchemy. The worker class comes from RQ_WORKER_CLASS (default
-SimpleWorker: no fork per job; see README).
+SimpleWorker: no fork per job; see README). SIGTERM is a warm shutdown: the
+current attempt finishes first; a second SIGTERM stops at once and hands the
+event back to `pending`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 
+from redis import RedisError
 from werkzeug.utils import import_string
 
 from webhooks_app import create_app
@@ -34,14 +38,24 @@ def main(argv: list[str] | None = None) -> None:
         # No short socket timeout here: RQ blocks on the queue for long polls.
         connection = make_redis(app.config["REDIS_URL"], None)
         worker_class = import_string(app.config["RQ_WORKER_CLASS"])
-        worker = worker_class([get_queue(app, connection)], connection=connection, name=args.name)
-        logger.info(
-            "worker %s (%s) listening on %s",
-            worker.name,
-            worker_class.__name__,
-            app.config["RQ_QUEUE_NAME"],
-        )
-        worker.work(burst=args.burst, logging_level=app.config["LOG_LEVEL"])
+        while True:
+            worker = worker_class(
+                [get_queue(app, connection)], connection=connection, name=args.name
+            )
+            logger.info(
+                "worker %s (%s) listening on %s",
+                worker.name,
+                worker_class.__name__,
+                app.config["RQ_QUEUE_NAME"],
+            )
+            try:
+                worker.work(burst=args.burst, logging_level=app.config["LOG_LEVEL"])
+                return
+            except RedisError as exc:
+                # RQ retries a lost connection while waiting for jobs, but not everywhere
+                # else; start over rather than exit (the events wait in the database).
+                logger.warning("worker lost Redis (%s); starting again in 2s", exc)
+                time.sleep(2)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from webhooks_app.config import (
     ProductionConfig,
     config_class,
     normalise_database_url,
+    parse_rate_limit,
     parse_retry_delays,
     parse_status_tags,
 )
@@ -53,13 +54,46 @@ def test_production_without_credentials_fails_at_start_up():
     assert "GHL_LOCATION_ID" in message
 
 
+PRODUCTION = {
+    "MP_ACCESS_TOKEN": "a",
+    "GHL_API_TOKEN": "b",
+    "GHL_LOCATION_ID": "c",
+    "MP_WEBHOOK_SECRET": "s",
+    "LOG_FILE": None,
+    "SQLALCHEMY_DATABASE_URI": "sqlite://",
+}
+
+
 def test_production_with_credentials_starts():
-    settings = {
-        "MP_ACCESS_TOKEN": "a",
-        "GHL_API_TOKEN": "b",
-        "GHL_LOCATION_ID": "c",
-        "LOG_FILE": None,
-        "SQLALCHEMY_DATABASE_URI": "sqlite://",
-    }
-    app = create_app(ProductionConfig, settings)
+    app = create_app(ProductionConfig, PRODUCTION)
     assert app.config["MP_API_BASE_URL"] == "https://api.mercadopago.com"
+
+
+def test_production_requires_the_webhook_secret_unless_signatures_are_disabled():
+    with pytest.raises(ConfigError, match="MP_WEBHOOK_SECRET.*MP_VERIFY_SIGNATURES=false"):
+        create_app(ProductionConfig, {**PRODUCTION, "MP_WEBHOOK_SECRET": None})
+    app = create_app(
+        ProductionConfig, {**PRODUCTION, "MP_WEBHOOK_SECRET": None, "MP_VERIFY_SIGNATURES": False}
+    )
+    assert app.config["MP_WEBHOOK_SECRET"] is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"LEASE_SECONDS": 5.0},  # shorter than HTTP_TIMEOUT (10)
+        {"LEASE_SECONDS": 500.0},  # longer than RQ_JOB_TIMEOUT (180)
+        {"GHL_MAX_WAIT": 60.0},  # a GHL wait could outlive the lease
+    ],
+)
+def test_lease_must_fit_between_http_timeout_and_job_timeout(settings):
+    with pytest.raises(ConfigError, match="LEASE_SECONDS"):
+        create_app(ProductionConfig, {**PRODUCTION, **settings})
+
+
+def test_ghl_rate_limit():
+    assert parse_rate_limit("100/10") == (100, 10.0)
+    assert parse_rate_limit("off") is None and parse_rate_limit("") is None
+    for bad in ("100", "a/b", "0/10", "10/0"):
+        with pytest.raises(ConfigError, match="GHL_RATE_LIMIT"):
+            parse_rate_limit(bad)

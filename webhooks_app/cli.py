@@ -189,3 +189,29 @@ def _send_notification(
         )
     except requests.RequestException as exc:
         raise click.ClickException(f"could not reach {url}: {exc}") from None
+
+
+@webhooks_cli.command("reconcile")
+def reconcile_command() -> None:
+    """Run one reconciler pass: expired leases, and due events missing from Redis."""
+    from .reconciler import reconcile
+
+    report = reconcile()
+    click.echo(f"leases expired: {len(report.leases_expired)}, re-enqueued: {len(report.requeued)}")
+    if report.redis_error:
+        raise click.ClickException(f"Redis unavailable: {report.redis_error}")
+
+
+@webhooks_cli.command("catch-up")
+@click.option("--since", type=click.DateTime(), help="UTC start (default: the last run's cursor).")
+def catch_up_command(since: datetime | None) -> None:
+    """Ask MercadoPago for payments changed since --since and create events for missed ones."""
+    from .catchup import catch_up
+
+    report = catch_up(since=since)
+    if report.skipped_reason:
+        raise click.ClickException(f"catch-up skipped: {report.skipped_reason}")
+    click.echo(
+        f"scanned {report.scanned} payment(s) since {report.since:%Y-%m-%d %H:%M:%S}, "
+        f"created {len(report.created)} event(s)"
+    )

@@ -85,6 +85,20 @@ def parse_status_tags(value: str | None) -> dict[str, str]:
     return tags
 
 
+def parse_rate_limit(value: str | None) -> tuple[int, float] | None:
+    """Parse `GHL_RATE_LIMIT` ("100/10": requests per seconds); "off" or "" disables it."""
+    if not value or value.strip().lower() in {"off", "0", "none"}:
+        return None
+    requests, sep, seconds = value.partition("/")
+    try:
+        limit = (int(requests), float(seconds))
+    except ValueError:
+        limit = (0, 0.0)
+    if not sep or limit[0] < 1 or limit[1] <= 0:
+        raise ConfigError(f"GHL_RATE_LIMIT looks like 100/10 (requests/seconds), got {value!r}")
+    return limit
+
+
 def normalise_database_url(url: str) -> str:
     """Accept Heroku's `postgres://` form and use the psycopg 3 driver for PostgreSQL."""
     if url.startswith("postgres://"):
@@ -115,6 +129,12 @@ class Config:
     MP_WEBHOOK_SECRET = _env("MP_WEBHOOK_SECRET")
     MP_API_BASE_URL = _env("MP_API_BASE_URL", "https://api.mercadopago.com")
     MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", True)
+    # Production refuses to start without MP_WEBHOOK_SECRET unless this is turned off.
+    MP_VERIFY_SIGNATURES = _env_bool("MP_VERIFY_SIGNATURES", True)
+    # Max age in seconds of a signature's ts; 0 = not checked (the default: a
+    # redelivery may carry its original ts, and a replayed notification does no
+    # harm because the pipeline trusts only what it reads from the API).
+    MP_SIGNATURE_TOLERANCE = _env_float("MP_SIGNATURE_TOLERANCE", 0)
 
     GHL_API_TOKEN = _env("GHL_API_TOKEN")
     GHL_LOCATION_ID = _env("GHL_LOCATION_ID")
@@ -122,9 +142,25 @@ class Config:
     GHL_STATUS_TAGS = parse_status_tags(_env("GHL_STATUS_TAGS"))
 
     HTTP_TIMEOUT = _env_float("HTTP_TIMEOUT", 10.0)
+    # GoHighLevel allows 100 requests per 10 s per location: shared by every worker.
+    GHL_RATE_LIMIT = _env("GHL_RATE_LIMIT", "100/10")
+    # Longest a worker waits for a GHL slot (or a 429's Retry-After) within one attempt.
+    GHL_MAX_WAIT = _env_float("GHL_MAX_WAIT", 20.0)
     RETRY_DELAYS = parse_retry_delays(_env("RETRY_DELAYS", "60,300,900"))
     # rq-scheduler polls this often; a 60 s retry fires within about this long of its time.
     SCHEDULER_INTERVAL = _env_float("SCHEDULER_INTERVAL", 1.0)
+    # A claim on an event lasts this long and is renewed between pipeline steps; a
+    # worker that dies loses it, and the reconciler retries the event. Must exceed
+    # every HTTP timeout (and GHL_MAX_WAIT) and stay below RQ_JOB_TIMEOUT.
+    LEASE_SECONDS = _env_float("LEASE_SECONDS", 40.0)
+    # How often scheduler.py looks for due events missing from Redis and expired leases.
+    RECONCILE_INTERVAL = _env_float("RECONCILE_INTERVAL", 5.0)
+    # A due event is re-enqueued only once overdue by this much: the normal path goes first.
+    RECONCILE_GRACE = _env_float("RECONCILE_GRACE", 10.0)
+    # Asking MercadoPago for payments changed lately, in case a notification never came.
+    CATCH_UP_INTERVAL = _env_float("CATCH_UP_INTERVAL", 600.0)
+    CATCH_UP_LOOKBACK = _env_float("CATCH_UP_LOOKBACK", 6 * 3600.0)
+    SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)
 
     LOG_FILE = _env("LOG_FILE", str(PROJECT_ROOT / "logs" / "webhook.log"))
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
@@ -138,16 +174,33 @@ class Config:
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
 
     REQUIRED_SETTINGS: tuple[str, ...] = ()
+    REQUIRE_SIGNATURES = False
 
     @classmethod
     def validate(cls, settings: dict[str, Any]) -> None:
-        """Raise ConfigError naming every required setting that is missing."""
-        missing = [name for name in cls.REQUIRED_SETTINGS if not settings.get(name)]
+        """Raise ConfigError naming every required setting that is missing or inconsistent."""
+        required = list(cls.REQUIRED_SETTINGS)
+        if cls.REQUIRE_SIGNATURES and settings.get("MP_VERIFY_SIGNATURES"):
+            required.append("MP_WEBHOOK_SECRET")
+        missing = [name for name in required if not settings.get(name)]
         if missing:
+            hint = (
+                " (or set MP_VERIFY_SIGNATURES=false to accept unsigned notifications)"
+                if "MP_WEBHOOK_SECRET" in missing
+                else ""
+            )
             raise ConfigError(
-                f"{cls.ENV_NAME} configuration is missing: {', '.join(missing)}. "
+                f"{cls.ENV_NAME} configuration is missing: {', '.join(missing)}{hint}. "
                 "Set them as environment variables (see README, 'Configuration')."
             )
+        lease, job_timeout = settings["LEASE_SECONDS"], settings["RQ_JOB_TIMEOUT"]
+        longest_wait = max(settings["HTTP_TIMEOUT"], settings["GHL_MAX_WAIT"])
+        if not longest_wait < lease < job_timeout:
+            raise ConfigError(
+                f"LEASE_SECONDS ({lease}) must be longer than HTTP_TIMEOUT and GHL_MAX_WAIT "
+                f"({longest_wait}) and shorter than RQ_JOB_TIMEOUT ({job_timeout})"
+            )
+        parse_rate_limit(settings["GHL_RATE_LIMIT"])
 
 
 class DevelopmentConfig(Config):
@@ -167,6 +220,7 @@ class ProductionConfig(Config):
 
     ENV_NAME = "production"
     REQUIRED_SETTINGS = ("MP_ACCESS_TOKEN", "GHL_API_TOKEN", "GHL_LOCATION_ID")
+    REQUIRE_SIGNATURES = True
 
 
 class TestingConfig(Config):
@@ -185,6 +239,7 @@ class TestingConfig(Config):
     GHL_LOCATION_ID = "test-location"
     API_TOKEN = "test-api-token"
     RETRY_DELAYS = (1, 2, 3)
+    GHL_RATE_LIMIT = "off"  # the tests that exercise the limiter turn it on
     HTTP_TIMEOUT = 5.0
     LOG_FILE = None
 

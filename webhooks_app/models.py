@@ -37,6 +37,8 @@ class AttemptOutcome:
     IGNORED = "ignored"
     RETRY = "retry"  # failed; another attempt is scheduled
     FAILED = "failed"  # failed; the event is dead-lettered
+    LOST = "lost"  # the worker died (lease expired); the reconciler retried the event
+    INTERRUPTED = "interrupted"  # the worker was stopped; the event was handed back
 
 
 class Payment(db.Model):

@@ -8,23 +8,29 @@ GHL contact is upserted by e-mail, and adding a tag twice keeps one tag.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
+from redis import RedisError
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .config import parse_rate_limit
 from .extensions import db
 from .models import EventStatus, Payment, WebhookEvent
-from .services import GoHighLevelClient, MercadoPagoClient
+from .queueing import get_redis
+from .ratelimit import SharedRateLimiter
+from .services import GoHighLevelClient, MercadoPagoClient, RateLimitedError
 from .timeutil import parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
 
 INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
+T = TypeVar("T")
 
 
 def mercadopago_client() -> MercadoPagoClient:
@@ -43,22 +49,68 @@ def gohighlevel_client() -> GoHighLevelClient:
     return extensions["gohighlevel_client"]
 
 
-def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] | None = None) -> str:
+def ghl_rate_limiter() -> SharedRateLimiter | None:
+    """The shared GoHighLevel limiter (None when GHL_RATE_LIMIT is off)."""
+    extensions = current_app.extensions
+    if "ghl_rate_limiter" not in extensions:
+        limit = parse_rate_limit(current_app.config["GHL_RATE_LIMIT"])
+        extensions["ghl_rate_limiter"] = (
+            SharedRateLimiter(get_redis(), "gohighlevel", *limit) if limit else None
+        )
+    return extensions["ghl_rate_limiter"]
+
+
+def _no_op() -> None:
+    return None
+
+
+def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) -> str:
     """Process one event; return its final status (success or ignored). Raises on failure.
 
-    `renew_lease` is called between steps so a long attempt keeps its claim.
+    `renew_lease` is called between steps (and while waiting for a GHL slot) so
+    that a long attempt keeps its claim.
     """
     if event.type != "payment":
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
         return EventStatus.IGNORED
     data = mercadopago_client().get_payment(event.resource_id)
+    renew_lease()
     payment = upsert_payment(data)
     event.payment_id = payment.id
     db.session.commit()
-    if renew_lease:
-        renew_lease()
-    sync_contact(payment)
+    renew_lease()
+    sync_contact(payment, renew_lease)
     return EventStatus.SUCCESS
+
+
+def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callable[[], None]) -> T:
+    """Make one GHL call within the shared rate limit; wait out a 429's Retry-After.
+
+    Waiting is bounded by GHL_MAX_WAIT; past it the RateLimitedError (or
+    RateLimitTimeout) propagates and the attempt is retried later.
+    """
+    client, limiter = gohighlevel_client(), ghl_rate_limiter()
+    max_wait = current_app.config["GHL_MAX_WAIT"]
+    deadline = time.monotonic() + max_wait
+    while True:
+        if limiter is not None:
+            try:
+                limiter.acquire(
+                    client.location_id, max(0.0, deadline - time.monotonic()), renew_lease
+                )
+            except RedisError as exc:  # no Redis, no shared limit: GHL's 429 still guards
+                logger.warning("GHL rate limiter unavailable: %s", exc)
+        try:
+            return call(client)
+        except RateLimitedError as exc:
+            pause = exc.retry_after or 1.0
+            if limiter is not None:
+                limiter.pause(pause)
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.info("GoHighLevel answered 429; waiting %.1fs", pause)
+            renew_lease()
+            time.sleep(pause)
 
 
 def upsert_payment(data: dict[str, Any]) -> Payment:
@@ -98,24 +150,27 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
     return db.session.scalars(select(Payment).where(Payment.mp_payment_id == mp_payment_id)).one()
 
 
-def sync_contact(payment: Payment) -> None:
+def sync_contact(payment: Payment, renew_lease: Callable[[], None] = _no_op) -> None:
     """Upsert the payer as a GHL contact and tag them with the payment's current status."""
     if not payment.payer_email:
         logger.info("payment %s has no payer e-mail; GoHighLevel skipped", payment.mp_payment_id)
         return
     raw = payment.raw or {}
     payer = raw.get("payer") or {}
-    client = gohighlevel_client()
-    contact = client.upsert_contact(
-        email=payment.payer_email,
-        first_name=payer.get("first_name") or None,
-        last_name=payer.get("last_name") or None,
+    contact = call_gohighlevel(
+        lambda client: client.upsert_contact(
+            email=payment.payer_email,
+            first_name=payer.get("first_name") or None,
+            last_name=payer.get("last_name") or None,
+        ),
+        renew_lease,
     )
     contact_id = str(contact["id"])
+    renew_lease()
     tags = list(payment.tags_applied or [])
     tag = current_app.config["GHL_STATUS_TAGS"].get(payment.status or "")
     if tag:
-        client.add_tags(contact_id, [tag])
+        call_gohighlevel(lambda client: client.add_tags(contact_id, [tag]), renew_lease)
         if tag not in tags:
             tags.append(tag)
     payment.ghl_contact_id = contact_id

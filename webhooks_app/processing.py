@@ -7,16 +7,20 @@ conditional UPDATE moves the row from `pending` to `processing` does any work.
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
 import socket
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from redis import RedisError
+from redis.exceptions import LockError
+from redis.lock import Lock
 from rq import get_current_job
 from sqlalchemy import or_, select, update
 
@@ -31,6 +35,9 @@ logger = logging.getLogger(__name__)
 # rq-scheduler works in whole seconds and may fire up to a second early: a job
 # arriving this close to its event's due time waits for it instead of being lost.
 EARLY_ARRIVAL_GRACE = timedelta(seconds=5)
+# Another event about the same payment is running: wait this long for it, then postpone.
+PAYMENT_LOCK_WAIT = 5.0
+PAYMENT_BUSY_DELAY = 2.0
 
 
 def process_event(event_id: int) -> str:
@@ -55,15 +62,27 @@ def run_attempt(event_id: int) -> str:
     if event.next_retry_at is not None and event.next_retry_at > now:
         early = event.next_retry_at - now
         if early > EARLY_ARRIVAL_GRACE:
-            _reschedule_early_job(event)
+            # Not due for a while (e.g. a manual enqueue): the reconciler queues it when due.
+            logger.info("event %s is not due until %s; job dropped", event_id, event.next_retry_at)
             return event.status
         time.sleep(early.total_seconds())
 
-    if not claim_event(event_id):
-        db.session.rollback()
-        logger.info("event %s was claimed by someone else", event_id)
-        return db.session.get(WebhookEvent, event_id, populate_existing=True).status
+    with payment_lock(event) as lock:
+        if lock is None:
+            return _postpone(event_id, PAYMENT_BUSY_DELAY)
+        if not claim_event(event_id):
+            db.session.rollback()
+            logger.info("event %s was claimed by someone else", event_id)
+            return db.session.get(WebhookEvent, event_id, populate_existing=True).status
 
+        def renew() -> None:
+            renew_lease(event_id)
+            lock.extend()
+
+        return _run_claimed(event_id, renew)
+
+
+def _run_claimed(event_id: int, renew: Callable[[], None]) -> str:
     event = db.session.get(WebhookEvent, event_id, populate_existing=True)
     attempt = WebhookAttempt(
         event_id=event.id, number=event.attempts, started_at=utcnow(), worker=_worker_name()
@@ -73,10 +92,16 @@ def run_attempt(event_id: int) -> str:
     logger.info("event %s attempt %s started", event.id, attempt.number)
 
     try:
-        status = run_pipeline(event, renew_lease=lambda: renew_lease(event_id))
+        status = run_pipeline(event, renew_lease=renew)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; none escapes unrecorded
         db.session.rollback()
         return _record_failure(event_id, attempt.id, exc)
+    except BaseException:
+        # SystemExit from a worker's cold shutdown (second SIGTERM), KeyboardInterrupt:
+        # hand the event back so that it never stays `processing`, then let the exit go on.
+        db.session.rollback()
+        _hand_back(event_id, attempt.id)
+        raise
     return _record_success(event_id, attempt.id, status)
 
 
@@ -117,69 +142,205 @@ def renew_lease(event_id: int) -> None:
     db.session.commit()
 
 
+def _transition(event_id: int, attempt_number: int, *conditions: Any, **values: Any) -> bool:
+    """Apply `values` to the event only if attempt `attempt_number` still holds its claim.
+
+    One conditional UPDATE decides, so a worker finishing late and the reconciler
+    taking back its expired lease can never both win.
+    """
+    result = db.session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id == event_id,
+            WebhookEvent.status == EventStatus.PROCESSING,
+            WebhookEvent.attempts == attempt_number,
+            *conditions,
+        )
+        .values(updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        return True
+    logger.warning("event %s attempt %s no longer holds its claim", event_id, attempt_number)
+    return False
+
+
 def _record_success(event_id: int, attempt_id: int, status: str) -> str:
     now = utcnow()
-    event = db.session.get(WebhookEvent, event_id, populate_existing=True)
     attempt = db.session.get(WebhookAttempt, attempt_id)
-    _finish_attempt(
-        attempt,
-        now,
-        AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED,
+    outcome = AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED
+    _finish_attempt(attempt, now, outcome)
+    owned = _transition(
+        event_id,
+        attempt.number,
+        status=status,
+        processed_at=now,
+        locked_until=None,
+        last_error=None,
     )
-    event.status = status
-    event.processed_at = now
-    event.locked_until = None
-    event.last_error = None
     db.session.commit()
-    logger.info("event %s attempt %s: %s", event.id, attempt.number, status)
-    return status
+    if owned:
+        logger.info("event %s attempt %s: %s", event_id, attempt.number, status)
+    return db.session.get(WebhookEvent, event_id, populate_existing=True).status
 
 
 def _record_failure(event_id: int, attempt_id: int, exc: Exception) -> str:
+    attempt = db.session.get(WebhookAttempt, attempt_id)
+    attempt.traceback = traceback.format_exc()
+    return fail_attempt(
+        event_id,
+        attempt,
+        f"{type(exc).__name__}: {exc}",
+        retryable=bool(getattr(exc, "retryable", True)),
+        retry_after=getattr(exc, "retry_after", None),
+    )
+
+
+def fail_attempt(
+    event_id: int,
+    attempt: WebhookAttempt,
+    error: str,
+    *,
+    retryable: bool,
+    retry_after: float | None = None,
+    immediate: bool = False,
+    outcome_if_retry: str = AttemptOutcome.RETRY,
+    conditions: tuple[Any, ...] = (),
+) -> str:
+    """Record a failed attempt and apply the retry policy: schedule the next or dead-letter.
+
+    `immediate` retries at once (the attempt was lost, not refused: nothing to
+    wait for); `conditions` further restrict the claim check (the reconciler
+    requires the lease to be expired still).
+    """
     now = utcnow()
     event = db.session.get(WebhookEvent, event_id, populate_existing=True)
-    attempt = db.session.get(WebhookAttempt, attempt_id)
-    retryable = bool(getattr(exc, "retryable", True))
-    error = f"{type(exc).__name__}: {exc}"
-    delay = next_retry_delay(event.attempts_this_round, exc) if retryable else None
-
     attempt.error = error
-    attempt.traceback = traceback.format_exc()
     attempt.retryable = retryable
-    event.last_error = error
-    event.locked_until = None
+    delay = next_retry_delay(event.attempts_this_round, retry_after) if retryable else None
     if delay is None:
-        _finish_attempt(attempt, now, AttemptOutcome.FAILED)
-        event.status = EventStatus.FAILED
-        event.processed_at = now
+        outcome, values = AttemptOutcome.FAILED, {"status": EventStatus.FAILED, "processed_at": now}
+    else:
+        delay = 0.0 if immediate else delay
+        next_at = now + timedelta(seconds=delay)
+        outcome, values = (
+            outcome_if_retry,
+            {"status": EventStatus.PENDING, "next_retry_at": next_at},
+        )
+    owned = _transition(
+        event_id, attempt.number, *conditions, last_error=error, locked_until=None, **values
+    )
+    _finish_attempt(attempt, now, outcome if owned else AttemptOutcome.FAILED)
+    db.session.commit()
+    event = db.session.get(WebhookEvent, event_id, populate_existing=True)
+    if not owned:
+        return event.status
+    if event.status == EventStatus.FAILED:
         reason = "not retryable" if not retryable else "retries exhausted"
         logger.error(
             "event %s attempt %s failed (%s), dead-lettered: %s",
-            event.id,
+            event_id,
             attempt.number,
             reason,
             error,
         )
     else:
-        _finish_attempt(attempt, now, AttemptOutcome.RETRY)
-        event.status = EventStatus.PENDING
-        event.next_retry_at = now + timedelta(seconds=delay)
         logger.warning(
-            "event %s attempt %s failed, retry in %.0fs: %s", event.id, attempt.number, delay, error
+            "event %s attempt %s failed, retry in %.0fs: %s", event_id, attempt.number, delay, error
         )
+        schedule_attempt(event)
+    return event.status
+
+
+def _hand_back(event_id: int, attempt_id: int) -> None:
+    """The worker is being stopped mid-attempt: put the event back to `pending`, due now."""
+    try:
+        attempt = db.session.get(WebhookAttempt, attempt_id)
+        fail_attempt(
+            event_id,
+            attempt,
+            "worker stopped during the attempt; handed back",
+            retryable=True,
+            immediate=True,
+            outcome_if_retry=AttemptOutcome.INTERRUPTED,
+        )
+    except Exception:  # noqa: BLE001 - shutting down: the lease expiry is the fallback
+        logger.exception("event %s could not be handed back; its lease will expire", event_id)
+
+
+def _postpone(event_id: int, seconds: float) -> str:
+    """Leave an unclaimed event `pending` a little longer (another event holds its payment)."""
+    due = utcnow() + timedelta(seconds=seconds)
+    db.session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == event_id, WebhookEvent.status == EventStatus.PENDING)
+        .values(next_retry_at=due)
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
+    event = db.session.get(WebhookEvent, event_id, populate_existing=True)
+    logger.info(
+        "event %s: payment %s is busy; postponed %.0fs", event_id, event.resource_id, seconds
+    )
     if event.status == EventStatus.PENDING:
         schedule_attempt(event)
     return event.status
 
 
-def next_retry_delay(attempts_this_round: int, exc: Exception | None = None) -> float | None:
-    """Seconds until the next attempt after `attempts_this_round` failures, None if none is left."""
+class PaymentLock:
+    """The per-payment Redis lock of one attempt; `extend` keeps it as long as the lease."""
+
+    def __init__(self, lock: Lock | None, seconds: float) -> None:
+        self.lock = lock
+        self.seconds = seconds
+
+    def extend(self) -> None:
+        if self.lock is None:
+            return
+        try:
+            self.lock.extend(self.seconds, replace_ttl=True)
+        except (RedisError, LockError) as exc:
+            logger.warning("payment lock could not be extended: %s", exc)
+
+
+@contextmanager
+def payment_lock(event: WebhookEvent) -> Iterator[PaymentLock | None]:
+    """Hold the per-payment lock while processing, so events about one payment never overlap.
+
+    Yields None when another worker holds it. If Redis is unreachable, processing
+    goes on unlocked: the monotonic payment upsert still keeps the newest state.
+    """
+    seconds = current_app.config["LEASE_SECONDS"]
+    if event.type != "payment":
+        yield PaymentLock(None, seconds)
+        return
+    lock = queueing.get_redis().lock(
+        f"lock:payment:{event.resource_id}", timeout=seconds, blocking_timeout=PAYMENT_LOCK_WAIT
+    )
+    try:
+        acquired = lock.acquire()
+    except RedisError as exc:
+        logger.warning("event %s: payment lock unavailable (%s); going on unlocked", event.id, exc)
+        yield PaymentLock(None, seconds)
+        return
+    if not acquired:
+        yield None
+        return
+    try:
+        yield PaymentLock(lock, seconds)
+    finally:
+        try:
+            lock.release()
+        except (RedisError, LockError) as exc:
+            logger.warning("event %s: payment lock release failed: %s", event.id, exc)
+
+
+def next_retry_delay(attempts_this_round: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next attempt after `attempts_this_round` failures; None if none is left."""
     delays = current_app.config["RETRY_DELAYS"]
     if attempts_this_round > len(delays):
         return None
     delay = float(delays[attempts_this_round - 1])
-    retry_after = getattr(exc, "retry_after", None)
     return max(delay, float(retry_after)) if retry_after else delay
 
 
@@ -201,17 +362,6 @@ def schedule_attempt(event: WebhookEvent) -> bool:
         )
         return False
     return True
-
-
-def _reschedule_early_job(event: WebhookEvent) -> None:
-    """A job far ahead of its event's due time (e.g. a manual enqueue): put it back on schedule."""
-    due = event.next_retry_at
-    suffix = f"-at-{calendar.timegm(due.utctimetuple())}" if due else ""
-    try:
-        queueing.schedule_event(event.id, event.attempts + 1, event.next_retry_at, suffix=suffix)
-        logger.info("event %s is not due until %s; rescheduled", event.id, event.next_retry_at)
-    except RedisError as exc:
-        logger.warning("event %s: could not reschedule early job: %s", event.id, exc)
 
 
 def due_events(limit: int = 100, now: datetime | None = None) -> list[int]:
@@ -237,8 +387,8 @@ def _finish_attempt(attempt: WebhookAttempt, now: datetime, outcome: str) -> Non
 
 
 def _lease() -> timedelta:
-    # Longer than any attempt can take: the RQ job timeout bounds it.
-    return timedelta(seconds=current_app.config["RQ_JOB_TIMEOUT"] + 30)
+    # Renewed between pipeline steps; longer than any single step can take.
+    return timedelta(seconds=current_app.config["LEASE_SECONDS"])
 
 
 def _worker_name() -> str:

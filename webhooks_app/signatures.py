@@ -46,9 +46,19 @@ def parse_signature_header(header: str) -> tuple[str, str]:
 
 
 def verify_signature(
-    secret: str, header: str | None, request_id: str | None, data_id: str | None
+    secret: str,
+    header: str | None,
+    request_id: str | None,
+    data_id: str | None,
+    *,
+    tolerance: float = 0,
+    now: float | None = None,
 ) -> None:
-    """Raise SignatureError unless `header` is MercadoPago's signature of these values."""
+    """Raise SignatureError unless `header` is MercadoPago's signature of these values.
+
+    With `tolerance` (seconds, 0 = off), a signature whose `ts` is further than
+    that from `now` is refused too.
+    """
     if not header:
         raise SignatureError("missing x-signature header")
     ts, received = parse_signature_header(header)
@@ -56,6 +66,20 @@ def verify_signature(
     # Constant-time: a timing difference must not reveal how much of a forgery matched.
     if not hmac.compare_digest(expected.encode(), received.lower().encode()):
         raise SignatureError("x-signature does not match this notification")
+    if tolerance:
+        age = abs((time.time() if now is None else now) - timestamp_seconds(ts))
+        if age > tolerance:
+            raise SignatureError(f"x-signature timestamp is {age:.0f}s away from now")
+
+
+def timestamp_seconds(ts: str) -> float:
+    """`ts` in seconds; MercadoPago sends seconds in some places and milliseconds in others."""
+    try:
+        value = float(ts)
+    except ValueError:
+        raise SignatureError("x-signature ts is not a number") from None
+    # Any real time in milliseconds is above 10^11; in seconds that is the year 5138.
+    return value / 1000 if value > 1e11 else value
 
 
 def sign(secret: str, data_id: str | None, request_id: str | None, ts: int | None = None) -> str:

@@ -38,13 +38,14 @@ def receive_mercadopago() -> ResponseReturnValue:
     if notification.source == "ipn":
         if not config["MP_ACCEPT_IPN"]:
             return json_error("IPN notifications are refused here (MP_ACCEPT_IPN is off)", 403)
-    elif config["MP_WEBHOOK_SECRET"]:
+    elif config["MP_VERIFY_SIGNATURES"] and config["MP_WEBHOOK_SECRET"]:
         try:
             verify_signature(
                 config["MP_WEBHOOK_SECRET"],
                 request.headers.get("x-signature"),
                 request.headers.get("x-request-id"),
                 notification.signed_data_id,
+                tolerance=config["MP_SIGNATURE_TOLERANCE"],
             )
         except SignatureError as exc:
             logger.warning("notification %s rejected: %s", notification.webhook_id, exc)

@@ -1,0 +1,74 @@
+"""A rate limit shared by every worker, kept in Redis (the `limits` library's moving window).
+
+GoHighLevel allows 100 requests per 10 s per location. Each worker asks for a
+slot before each call and waits when there is none, so a burst drains at the
+allowed rate instead of failing with 429s. A 429 that still happens (another
+integration using the same location) pauses every worker for its Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from redis import Redis
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitTimeout(Exception):
+    """No slot came free within the allowed wait."""
+
+    def __init__(self, name: str, waited: float, retry_after: float) -> None:
+        super().__init__(f"no {name} rate-limit slot within {waited:.1f}s")
+        self.retryable = True
+        self.retry_after = retry_after
+
+
+class SharedRateLimiter:
+    """`requests` per `seconds` for each key, across processes."""
+
+    def __init__(self, redis: Redis, name: str, requests: int, seconds: float) -> None:
+        self.redis = redis
+        self.name = name
+        self.item = RateLimitItemPerSecond(requests, max(1, round(seconds)))
+        storage = RedisStorage("redis://", connection_pool=redis.connection_pool)
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.pause_key = f"ratelimit:{name}:paused-until"
+
+    def acquire(
+        self, key: str, max_wait: float, on_wait: Callable[[], None] | None = None
+    ) -> float:
+        """Take a slot for `key`, waiting up to `max_wait` s; return the time waited.
+
+        `on_wait` is called while waiting (e.g. to renew a lease). Raises
+        RateLimitTimeout when no slot frees up in time.
+        """
+        started = time.monotonic()
+        while True:
+            pause = self._paused_for()
+            if pause <= 0 and self.limiter.hit(self.item, self.name, key):
+                return time.monotonic() - started
+            if pause <= 0:
+                reset_at, _ = self.limiter.get_window_stats(self.item, self.name, key)
+                pause = max(0.01, reset_at - time.time())
+            waited = time.monotonic() - started
+            if waited + pause > max_wait:
+                raise RateLimitTimeout(self.name, waited, retry_after=pause)
+            if on_wait:
+                on_wait()
+            time.sleep(min(pause, 1.0))
+
+    def pause(self, seconds: float) -> None:
+        """Stop every worker from calling for `seconds` (the API answered 429)."""
+        until = time.time() + seconds
+        self.redis.set(self.pause_key, until, px=max(1, int(seconds * 1000)))
+        logger.warning("%s rate limited: all workers pause for %.1fs", self.name, seconds)
+
+    def _paused_for(self) -> float:
+        value = self.redis.get(self.pause_key)
+        return float(value) - time.time() if value else 0.0
