@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import requests
@@ -24,6 +24,9 @@ from .http import (
 )
 
 logger = logging.getLogger(__name__)
+
+# How far MercadoPago's timestamps may run ahead of this machine's clock.
+CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 
 SERVICE = "mercadopago"
 SEARCH_PATH = "/v1/payments/search"
@@ -171,7 +174,7 @@ class MercadoPagoClient:
     def iter_payments_updated_since(
         self, since: datetime, *, page_size: int = 50, max_pages: int = 100
     ) -> Iterator[dict[str, Any]]:
-        """Yield payments updated from `since` until now, oldest update first.
+        """Yield payments updated from `since` until now (plus clock skew), oldest first.
 
         Pages through `search_payments` until `paging.total` is reached, a page
         is empty, or `max_pages` pages were read (then a warning is logged; resume
@@ -184,7 +187,9 @@ class MercadoPagoClient:
             raise ValueError(f"page_size must be >= 1, got {page_size}")
         if max_pages < 1:
             raise ValueError(f"max_pages must be >= 1, got {max_pages}")
-        end_date = datetime.now(UTC)
+        # The end is fixed, with room for MercadoPago's clock running ahead of ours:
+        # a payment stamped "in the future" by a few seconds must not fall outside.
+        end_date = datetime.now(UTC) + CLOCK_SKEW_ALLOWANCE
         offset = 0
         seen: set[Any] = set()
         last: dict[str, Any] | None = None

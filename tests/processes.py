@@ -1,0 +1,180 @@
+"""Start the service's real processes (gunicorn, worker.py, scheduler.py) for tests.
+
+Every process is started here and stopped by its own pid, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from webhooks_app.signatures import sign
+
+from conftest import WEBHOOK_SECRET, notification
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s {message}")
+        time.sleep(interval)
+
+
+class Processes:
+    """The service's processes for one test, sharing one environment."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = {**os.environ, "APP_ENV": "testing", "PYTHONUNBUFFERED": "1", **env}
+        self.running: dict[str, subprocess.Popen] = {}
+        self.url: str | None = None
+
+    def start(self, name: str, command: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.running[name] = process
+        return process
+
+    def start_web(self, workers: int = 2) -> str:
+        """gunicorn with the Procfile's settings; returns the base URL once it answers."""
+        port = free_port()
+        self.start(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "wsgi:app",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "30",
+            ],
+        )
+        self.url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(answers, 30, message="for gunicorn: " + self.log("web"))
+        return self.url
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen:
+        return self.start(
+            name, [sys.executable, "worker.py", "--name", f"{name}-{uuid.uuid4().hex[:6]}"]
+        )
+
+    def start_scheduler(self) -> subprocess.Popen:
+        return self.start("scheduler", [sys.executable, "scheduler.py"])
+
+    def signal(self, name: str, signum: int) -> None:
+        self.running[name].send_signal(signum)
+
+    def stop(self, name: str, timeout: float = 15) -> int:
+        """SIGTERM, then SIGKILL if it lingers; returns the exit code."""
+        process = self.running.pop(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def send(self, payment_id: int | str, **kwargs: Any) -> requests.Response:
+        """POST a signed Webhooks-form notification to the running web process."""
+        request_id = kwargs.pop("request_id", None) or str(uuid.uuid4())
+        body = kwargs.pop("body", None) or notification(payment_id, **kwargs)
+        return requests.post(
+            f"{self.url}/webhooks/mp",
+            params={"data.id": str(payment_id), "type": "payment"},
+            json=body,
+            headers={
+                "x-request-id": request_id,
+                "x-signature": sign(WEBHOOK_SECRET, str(payment_id), request_id),
+            },
+            timeout=10,
+        )
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, on a free port, that the test may stop and restart."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> PrivateRedis:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.log_dir),
+            ],
+            stdout=open(self.log_dir / "redis.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(up, 10, message="for redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()  # as abrupt as a crash: nothing is saved
+            self.process.wait(timeout=10)

@@ -1,0 +1,59 @@
+"""The GoHighLevel rate limit shared by every worker through Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from webhooks_app.extensions import db
+from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.queueing import get_redis
+from webhooks_app.ratelimit import RateLimitTimeout, SharedRateLimiter
+
+from conftest import make_app, post_webhook, run_worker
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_slots_are_shared_between_limiters(app):
+    # Two limiters on one Redis stand for two worker processes.
+    first = SharedRateLimiter(get_redis(app), "test", 3, 1)
+    second = SharedRateLimiter(get_redis(app), "test", 3, 1)
+    started = time.monotonic()
+    for limiter in (first, second, first):
+        assert limiter.acquire("loc", max_wait=0.01) < 0.01
+    with pytest.raises(RateLimitTimeout) as excinfo:
+        second.acquire("loc", max_wait=0.01)
+    assert 0 < excinfo.value.retry_after <= 1.0 and excinfo.value.retryable
+    waited = second.acquire("loc", max_wait=2)  # waits for the window to move
+    assert time.monotonic() - started >= 0.9 and waited > 0
+    assert first.acquire("other-location", max_wait=0) < 0.01  # limits are per key
+
+
+def test_a_429_pauses_every_worker(app):
+    limiter = SharedRateLimiter(get_redis(app), "test", 100, 10)
+    other = SharedRateLimiter(get_redis(app), "test", 100, 10)
+    limiter.pause(0.5)
+    calls: list[float] = []
+    renewals: list[int] = []
+    started = time.monotonic()
+    other.acquire("loc", max_wait=2, on_wait=lambda: renewals.append(1))
+    calls.append(time.monotonic() - started)
+    assert calls[0] >= 0.4 and renewals  # waited out the pause, renewing its lease meanwhile
+
+
+def test_burst_through_the_pipeline_never_exceeds_the_limit(sandbox, client):
+    """Eight events, two GHL calls each, against a GHL that allows 5 per second."""
+    limited = make_app(sandbox, GHL_RATE_LIMIT="5/1")
+    sandbox.state.set_rate_limit(5, 1.0)
+    for _ in range(8):
+        post_webhook(client, sandbox.state.add_payment()["id"])
+    with limited.app_context():
+        run_worker(limited)
+        statuses = {e.status for e in db.session.query(WebhookEvent)}
+    ghl = sandbox.state.calls(api="gohighlevel")
+    assert statuses == {EventStatus.SUCCESS}
+    assert len(ghl) == 16 and {c["status"] for c in ghl} <= {200, 201}  # no 429 at all
+    times = sorted(c["time"] for c in ghl)
+    assert times[-1] - times[0] >= 2.0  # 16 calls at 5/s need more than 2 s
