@@ -1,6 +1,7 @@
 """GET /api/webhook-events and /api/payments."""
 
 import pytest
+
 from conftest import api_headers, make_app, post_webhook, run_worker
 
 

@@ -6,12 +6,13 @@ import json
 import threading
 
 import pytest
-from conftest import drain, post_webhook
 from werkzeug.serving import make_server
 
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.queueing import get_queue
+
+from conftest import drain, post_webhook
 
 pytestmark = pytest.mark.timeout(60)
 

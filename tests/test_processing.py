@@ -6,7 +6,6 @@ import itertools
 from datetime import timedelta
 
 import pytest
-from conftest import drain, make_app, post_webhook, run_worker
 from rq.job import Job
 
 from webhooks_app.extensions import db
@@ -15,6 +14,8 @@ from webhooks_app.pipeline import upsert_payment
 from webhooks_app.processing import ReplayRefused, claim_event, process_event, replay_event
 from webhooks_app.queueing import enqueue_event, get_queue
 from webhooks_app.timeutil import utcnow
+
+from conftest import drain, make_app, post_webhook, run_worker
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,13 +6,14 @@ import json
 import threading
 
 import pytest
-from conftest import WEBHOOK_SECRET, make_app, notification, post_webhook
 from rq.job import Job
 
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.queueing import get_queue
 from webhooks_app.signatures import sign
+
+from conftest import WEBHOOK_SECRET, make_app, notification, post_webhook
 
 
 def stored_events() -> list[WebhookEvent]:
