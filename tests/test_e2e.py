@@ -23,6 +23,7 @@ def service(app, sandbox, tmp_path):
             "MP_API_BASE_URL": sandbox.url,
             "GHL_API_BASE_URL": sandbox.url,
             "SCHEDULER_INTERVAL": "0.5",
+            "CATCH_UP_INTERVAL": "0",  # catch-up would add events of its own to the counts
         },
     )
     try:

@@ -12,7 +12,7 @@ from webhooks_app.extensions import db
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
 from webhooks_app.pipeline import upsert_payment
 from webhooks_app.processing import ReplayRefused, claim_event, process_event, replay_event
-from webhooks_app.queueing import enqueue_event, get_queue
+from webhooks_app.queueing import enqueue_event, get_queue, get_redis
 from webhooks_app.timeutil import utcnow
 
 from conftest import drain, make_app, post_webhook, run_worker
@@ -240,3 +240,32 @@ def test_replay_gives_a_dead_letter_a_fresh_budget(app, client, sandbox):
     assert Job.exists(
         f"event-{event_id}-attempt-{stored.attempts + 1}", connection=get_queue(app).connection
     )
+
+
+def test_events_about_one_payment_never_run_together(app, client, sandbox):
+    payment = sandbox.state.add_payment()
+    event_id = post_webhook(client, payment["id"]).json["event_id"]
+    lock = get_redis(app).lock(f"lock:payment:{payment['id']}", timeout=30)
+    assert lock.acquire()  # another worker is processing this payment
+    run_worker(app)
+    stored = event(event_id)
+    assert stored.status == EventStatus.PENDING and stored.attempts == 0  # postponed, not spent
+    assert sandbox.state.calls() == []
+    lock.release()
+    drain(app)
+    assert event(event_id).status == EventStatus.SUCCESS and event(event_id).attempts == 1
+
+
+def test_out_of_order_deliveries_end_in_the_latest_state(app, client, sandbox):
+    payment = sandbox.state.add_payment(status="pending")
+    first = post_webhook(client, payment["id"]).json["event_id"]
+    sandbox.state.add_payment(id=payment["id"], status="approved")
+    second = post_webhook(client, payment["id"]).json["event_id"]
+    get_queue(app).empty()
+    # The newer notification is processed first; the older one after it.
+    assert process_event(second) == EventStatus.SUCCESS
+    assert process_event(first) == EventStatus.SUCCESS
+    row = db.session.query(Payment).one()
+    assert row.status == "approved"
+    (contact,) = sandbox.state.contacts()
+    assert contact["tags"] == ["mp-payment-approved"]

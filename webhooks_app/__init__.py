@@ -82,7 +82,8 @@ def _prepare_sqlite(app: Flask) -> None:
     if path and path != uri and not path.startswith(":memory:"):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-    options.setdefault("connect_args", {"timeout": 30})
+    # How long a writer waits for another process's write lock before giving up.
+    options.setdefault("connect_args", {"timeout": app.config["SQLITE_BUSY_TIMEOUT"]})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
     if not getattr(_prepare_sqlite, "_listening", False):
@@ -93,7 +94,6 @@ def _prepare_sqlite(app: Flask) -> None:
                 cursor = dbapi_connection.cursor()
                 # WAL: readers do not block the writer (web, worker and scheduler share the file).
                 cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()
 

@@ -238,9 +238,10 @@ class TestingConfig(Config):
     GHL_API_TOKEN = "test-ghl-token"
     GHL_LOCATION_ID = "test-location"
     API_TOKEN = "test-api-token"
-    RETRY_DELAYS = (1, 2, 3)
+    # Seconds, not minutes; the fault tests' worker processes set their own through the env.
+    RETRY_DELAYS = parse_retry_delays(_env("TEST_RETRY_DELAYS", "1,2,3"))
     GHL_RATE_LIMIT = "off"  # the tests that exercise the limiter turn it on
-    HTTP_TIMEOUT = 5.0
+    HTTP_TIMEOUT = _env_float("TEST_HTTP_TIMEOUT", 5.0)
     LOG_FILE = None
 
 

@@ -18,6 +18,8 @@ from typing import Any
 KEPT_HEADERS = ("content-type", "user-agent", "x-request-id", "x-signature", "x-forwarded-for")
 RESOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # payment.created, state_FINISHED, …
+NOTIFICATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 class InvalidNotification(ValueError):
@@ -78,6 +80,8 @@ def _parse_body(raw_body: str, content_type: str | None) -> dict[str, Any] | Non
         return None
     try:
         payload = json.loads(raw_body)
+    except RecursionError:  # absurdly deep nesting: no notification looks like that
+        raise InvalidNotification("the JSON body is nested too deeply", 400) from None
     except ValueError:
         if content_type and "json" in content_type.lower():
             raise InvalidNotification("malformed JSON body", 400) from None
@@ -95,18 +99,26 @@ def _parse_webhook(
     payload: dict[str, Any], raw_body: str, headers: dict[str, str], query: dict[str, str]
 ) -> Notification:
     data = payload.get("data")
-    body_resource = data.get("id") if isinstance(data, dict) else None
+    if data is not None and not isinstance(data, dict):
+        raise InvalidNotification('data must be an object like {"id": "…"}', 400)
+    body_resource = data.get("id") if data else None
     query_resource = query.get("data.id")
     if body_resource is not None and query_resource and str(body_resource) != query_resource:
         raise InvalidNotification("data.id in the query and in the body disagree", 400)
     resource_id = _valid_resource_id(query_resource or body_resource)
     event_type = _valid_type(payload.get("type") or query.get("type"))
     action = payload.get("action")
-    if action is not None and (not isinstance(action, str) or len(action) > 64):
-        raise InvalidNotification("action must be a short string", 400)
+    if action is not None and not (isinstance(action, str) and ACTION_PATTERN.match(action)):
+        raise InvalidNotification("action must be a short name like payment.updated", 400)
 
     notification_id = payload.get("id")
-    if isinstance(notification_id, (str, int)) and str(notification_id).strip():
+    if notification_id is not None and not (
+        isinstance(notification_id, (str, int))
+        and not isinstance(notification_id, bool)
+        and NOTIFICATION_ID_PATTERN.match(str(notification_id))
+    ):
+        raise InvalidNotification("id must be MercadoPago's notification id (a number)", 400)
+    if notification_id is not None:
         webhook_id = f"mp:{notification_id}"
     else:
         # No notification id: a redelivery still carries the same request id and body.

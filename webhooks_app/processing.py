@@ -283,7 +283,7 @@ def _postpone(event_id: int, seconds: float) -> str:
         "event %s: payment %s is busy; postponed %.0fs", event_id, event.resource_id, seconds
     )
     if event.status == EventStatus.PENDING:
-        schedule_attempt(event)
+        schedule_attempt(event, suffix=f"-postponed-{time.time_ns()}")
     return event.status
 
 
@@ -344,18 +344,20 @@ def next_retry_delay(attempts_this_round: int, retry_after: float | None = None)
     return max(delay, float(retry_after)) if retry_after else delay
 
 
-def schedule_attempt(event: WebhookEvent) -> bool:
+def schedule_attempt(event: WebhookEvent, suffix: str = "") -> bool:
     """Hand a pending event's next attempt to Redis: now if it is due, else via rq-scheduler.
 
-    Returns False when Redis is unreachable; the event then stays `pending`
-    with its due time in the database, and is picked up from there.
+    `suffix` makes the job id differ from the running job's (a job re-queueing
+    the attempt it could not start must not overwrite itself). Returns False
+    when Redis is unreachable; the event then stays `pending` with its due time
+    in the database, and is picked up from there.
     """
     attempt = event.attempts + 1
     try:
         if event.next_retry_at is None or event.next_retry_at <= utcnow():
-            queueing.enqueue_event(event.id, attempt)
+            queueing.enqueue_event(event.id, attempt, suffix)
         else:
-            queueing.schedule_event(event.id, attempt, event.next_retry_at)
+            queueing.schedule_event(event.id, attempt, event.next_retry_at, suffix)
     except RedisError as exc:
         logger.warning(
             "event %s: Redis unavailable, attempt %s not queued: %s", event.id, attempt, exc

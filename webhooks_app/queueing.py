@@ -77,9 +77,9 @@ def _job_options(event_id: int, attempt: int, suffix: str = "") -> dict[str, Any
     }
 
 
-def enqueue_event(event_id: int, attempt: int) -> str:
+def enqueue_event(event_id: int, attempt: int, suffix: str = "") -> str:
     """Put an attempt on the queue now. Raises redis.RedisError when Redis is unreachable."""
-    options = _job_options(event_id, attempt)
+    options = _job_options(event_id, attempt, suffix)
     get_queue().enqueue(PROCESS_EVENT_JOB, event_id, **options)
     return options["job_id"]
 
