@@ -45,6 +45,8 @@ class Payment(db.Model):
     """The merchant's copy of a MercadoPago payment, as last read from the API."""
 
     __tablename__ = "payments"
+    # Payments listed most recently updated first (migration d3a468b82244).
+    __table_args__ = (Index("ix_payments_updated_at", "updated_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     mp_payment_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -90,6 +92,8 @@ class WebhookEvent(db.Model):
         # The worker's and reconciler's question: what is due now?
         Index("ix_webhook_events_status_next_retry_at", "status", "next_retry_at"),
         Index("ix_webhook_events_type_received_at", "type", "received_at"),
+        # Operator listings by status in received order; oldest pending (migration d3a468b82244).
+        Index("ix_webhook_events_status_received_at", "status", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -1,11 +1,32 @@
-"""Counts for operators."""
+"""Numbers for operators: counts, throughput, latency, queue depth.
+
+Everything here runs the same on SQLite and PostgreSQL: the only dialect
+difference (truncating a timestamp to its minute) is isolated in
+`_minute_bucket`, and percentiles are computed in Python over a bounded sample.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Any
 
+from redis import RedisError
+from sqlalchemy import ColumnElement, func, select
+
+from . import queueing
 from .extensions import db
 from .models import EventStatus, Payment, WebhookEvent
+from .timeutil import isoformat, utcnow
+
+logger = logging.getLogger(__name__)
+
+# Latency percentiles look at the most recent successes in the window, at most this many.
+LATENCY_SAMPLE = 10_000
+PERCENTILES = (50, 95, 99)
+# The throughput chart keeps at most this many bars; longer windows use wider buckets.
+MAX_BUCKETS = 120
 
 
 def event_counts() -> dict[str, int]:
@@ -28,3 +49,155 @@ def summary() -> dict[str, object]:
         "payments": db.session.scalar(select(func.count()).select_from(Payment)),
         "success_rate": round(counts[EventStatus.SUCCESS] / finished, 4) if finished else None,
     }
+
+
+def dashboard(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the stats page, `GET /api/stats` and `flask webhooks stats` show."""
+    now = now or utcnow()
+    data: dict[str, Any] = summary()
+    data["window_hours"] = hours
+    data["throughput"] = throughput(hours, now)
+    data["latency"] = latency_percentiles(hours, now)
+    data["queue"] = queue_depth()
+    data["oldest_pending"] = oldest_pending(now)
+    data["generated_at"] = isoformat(now)
+    return data
+
+
+def events_per_minute(hours: int = 1, now: datetime | None = None) -> dict[datetime, int]:
+    """Events received in each minute of the last `hours` hours (minutes with none left out)."""
+    now = now or utcnow()
+    bucket = _minute_bucket(WebhookEvent.received_at)
+    rows = db.session.execute(
+        select(bucket, func.count())
+        .where(WebhookEvent.received_at >= now - timedelta(hours=hours))
+        .group_by(bucket)
+    )
+    counts: dict[datetime, int] = {}
+    for minute, count in rows:
+        if isinstance(minute, str):  # SQLite returns the strftime text
+            minute = datetime.fromisoformat(minute)
+        counts[minute] = counts.get(minute, 0) + count
+    return counts
+
+
+def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
+    """Events per minute over the window, in at most MAX_BUCKETS buckets (oldest first).
+
+    Each bucket's `per_minute` is the average rate over its minutes.
+    """
+    now = now or utcnow()
+    per_minute = events_per_minute(hours, now)
+    minutes = hours * 60
+    width = max(1, math.ceil(minutes / MAX_BUCKETS))
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=math.ceil(minutes / width) * width)
+    buckets = []
+    cursor = start
+    while cursor < end:
+        count = sum(per_minute.get(cursor + timedelta(minutes=i), 0) for i in range(width))
+        buckets.append(
+            {
+                "start": isoformat(cursor),
+                "count": count,
+                "per_minute": round(count / width, 2),
+            }
+        )
+        cursor += timedelta(minutes=width)
+    total = sum(per_minute.values())
+    return {
+        "bucket_minutes": width,
+        "buckets": buckets,
+        "total": total,
+        "per_minute": round(total / minutes, 2),
+    }
+
+
+def latency_percentiles(hours: int = 24, now: datetime | None = None) -> dict[str, Any]:
+    """Seconds from receipt to success (p50/p95/p99) of events received in the window.
+
+    Measured on the most recent LATENCY_SAMPLE successes, so it costs the same
+    on a million rows; `sample` says how many were measured.
+    """
+    now = now or utcnow()
+    rows = db.session.execute(
+        select(WebhookEvent.received_at, WebhookEvent.processed_at)
+        .where(
+            WebhookEvent.status == EventStatus.SUCCESS,
+            WebhookEvent.received_at >= now - timedelta(hours=hours),
+            WebhookEvent.processed_at.is_not(None),
+        )
+        .order_by(WebhookEvent.received_at.desc())
+        .limit(LATENCY_SAMPLE)
+    )
+    latencies = sorted(
+        max(0.0, (processed - received).total_seconds()) for received, processed in rows
+    )
+    result: dict[str, Any] = {f"p{p}": percentile(latencies, p / 100) for p in PERCENTILES}
+    result["sample"] = len(latencies)
+    return result
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); `values` sorted."""
+    if not values:
+        return None
+    rank = (len(values) - 1) * fraction
+    low, high = math.floor(rank), math.ceil(rank)
+    value = values[low] + (values[high] - values[low]) * (rank - low)
+    return round(value, 3)
+
+
+def queue_depth() -> dict[str, Any]:
+    """Jobs waiting in the RQ queue, scheduled in rq-scheduler, running, failed in RQ.
+
+    Redis being down is a fact to show, not an error: `error` says so.
+    """
+    try:
+        queue = queueing.get_queue()
+        scheduler = queueing.get_scheduler()
+        queued = queue.count
+        scheduled = scheduler.count()
+        return {
+            "queue": queue.name,
+            "queued": queued,
+            "scheduled": scheduled,
+            "started": queue.started_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+            "total": queued + scheduled,
+            "error": None,
+        }
+    except RedisError as exc:
+        logger.warning("queue depth unavailable: %s", exc)
+        return {
+            "queue": None,
+            "queued": None,
+            "scheduled": None,
+            "started": None,
+            "failed": None,
+            "total": None,
+            "error": f"Redis unavailable: {type(exc).__name__}",
+        }
+
+
+def oldest_pending(now: datetime | None = None) -> dict[str, Any]:
+    """The oldest `pending` event: when it was received and how long ago (seconds)."""
+    now = now or utcnow()
+    received = db.session.scalar(
+        select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == EventStatus.PENDING)
+    )
+    if received is None:
+        return {"received_at": None, "age_seconds": None}
+    if isinstance(received, str):  # SQLite's MIN() loses the column type
+        received = datetime.fromisoformat(received)
+    return {
+        "received_at": isoformat(received),
+        "age_seconds": round(max(0.0, (now - received).total_seconds()), 3),
+    }
+
+
+def _minute_bucket(column: Any) -> ColumnElement[Any]:
+    """The column's timestamp truncated to the minute, in the database's own dialect."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:%M:00", column)
+    return func.date_trunc("minute", column)

@@ -1,82 +1,223 @@
-"""`/api`: read-only JSON views of events and payments, behind a bearer token."""
+"""`/api`: JSON views and retries of events and payments, behind a token or the admin login.
+
+`Authorization: Bearer <API_TOKEN>` or the admin's Basic credentials; the
+OpenAPI document at `/api/openapi.json` is public (it holds no data).
+"""
 
 from __future__ import annotations
 
-import hmac
+import logging
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
+from ..auth import admin_configured, basic_auth_ok, bearer_ok
 from ..extensions import db
+from ..filters import (
+    FilterError,
+    parse_bool,
+    parse_event_filter,
+    parse_int,
+    parse_payment_filter,
+)
+from ..lookups import event_detail, find_event, find_payment, payment_events
 from ..models import EventStatus, Payment, WebhookEvent
+from ..openapi import openapi_document
+from ..pagination import capped_count, keyset_page
+from ..processing import ReplayRefused, replay_event
+from ..replays import retry_matching
+from ..stats import dashboard
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+# `total` counts at most this many rows: no exact COUNT(*) of a million rows on every call.
+COUNT_CAP = 10_000
+# A bulk retry re-queues at most this many events per call; `more` says to call again.
+BULK_RETRY_MAX = 1000
+MAX_STATS_HOURS = 168
+PUBLIC_ENDPOINTS = {"api.openapi"}
 
 
 class BadRequest(ValueError):
-    """A query parameter has a value we cannot use."""
+    """A query parameter or body has a value we cannot use."""
 
 
 @bp.before_request
 def require_token() -> ResponseReturnValue | None:
-    """Every API call needs `Authorization: Bearer <API_TOKEN>`; the API is never open."""
-    expected = current_app.config.get("API_TOKEN")
-    if not expected:
+    """Every API call needs the bearer token or the admin's Basic credentials."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    config = current_app.config
+    token = config.get("API_TOKEN")
+    if not token and not admin_configured(config):
         return jsonify(
-            {"error": "the API is disabled: set the API_TOKEN environment variable to enable it"}
+            {
+                "error": "the API is disabled: set the API_TOKEN environment variable "
+                "(or ADMIN_USERNAME and ADMIN_PASSWORD) to enable it"
+            }
         ), 503
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    # Constant-time compare: response timing must not reveal the token.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        response = jsonify({"error": "missing or invalid API token"})
-        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
-        return response, 401
-    return None
+    # Constant-time compares: response timing must not reveal the secrets.
+    if bearer_ok(request, token) or basic_auth_ok(request, config):
+        return None
+    response = jsonify({"error": "missing or invalid API token"})
+    challenges = ['Bearer realm="api"']
+    if admin_configured(config):
+        challenges.append('Basic realm="api", charset="UTF-8"')
+    response.headers["WWW-Authenticate"] = ", ".join(challenges)
+    return response, 401
 
 
 @bp.errorhandler(BadRequest)
-def bad_request(exc: BadRequest) -> ResponseReturnValue:
+@bp.errorhandler(FilterError)
+def bad_request(exc: ValueError) -> ResponseReturnValue:
     return jsonify({"error": str(exc)}), 400
 
 
-def _limit() -> int:
-    raw = request.args.get("limit", str(DEFAULT_LIMIT))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest(f"limit must be a whole number, got {raw!r}") from None
-    if limit < 1:
-        raise BadRequest("limit must be at least 1")
-    return min(limit, MAX_LIMIT)
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    """The OpenAPI 3 description of this API."""
+    return jsonify(openapi_document())
 
 
 @bp.get("/webhook-events")
 def list_events() -> ResponseReturnValue:
-    """Events, newest first; filters `status`, `type`, `limit`."""
-    query = select(WebhookEvent)
-    status = request.args.get("status")
-    if status:
-        if status not in EventStatus.ALL:
-            raise BadRequest(f"status must be one of {', '.join(EventStatus.ALL)}")
-        query = query.where(WebhookEvent.status == status)
-    event_type = request.args.get("type")
-    if event_type:
-        query = query.where(WebhookEvent.type == event_type)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    events = db.session.scalars(
-        query.order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc()).limit(_limit())
+    """Events, newest first (or `order=asc`); filters and a cursor to the next page."""
+    args = request.args
+    event_filter = parse_event_filter(args)
+    limit = parse_int(
+        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
     )
-    return jsonify({"events": [event.to_dict() for event in events], "total": total})
+    descending = _order(args.get("order"))
+    query = event_filter.query().options(selectinload(WebhookEvent.payment))
+    total, exact = capped_count(query, COUNT_CAP)
+    page = keyset_page(
+        query,
+        WebhookEvent.received_at,
+        WebhookEvent.id,
+        limit=limit,
+        after=args.get("cursor") or None,
+        after_param="cursor",
+        descending=descending,
+    )
+    return jsonify(
+        {
+            "events": [event.to_dict() for event in page.items],
+            "total": total,
+            "total_exact": exact,
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@bp.get("/webhook-events/<int:event_id>")
+def get_event(event_id: int) -> ResponseReturnValue:
+    """One event with its payload, headers, every attempt and its jobs in Redis."""
+    event = _event_or_404(event_id)
+    return jsonify(event_detail(event))
+
+
+@bp.post("/webhook-events/<int:event_id>/retry")
+def retry_event(event_id: int) -> ResponseReturnValue:
+    """Re-queue one event with a fresh retry budget; a `success` one only with `force`."""
+    body = _json_body()
+    force = parse_bool("force", body.get("force", request.args.get("force")))
+    event = _event_or_404(event_id)
+    try:
+        queued = replay_event(event, force=force)
+    except ReplayRefused as exc:
+        return jsonify({"error": str(exc)}), 409
+    db.session.refresh(event)
+    return jsonify({"requeued": 1, "queued": queued, "event": event.to_dict()})
+
+
+@bp.post("/webhook-events/retry")
+def retry_events() -> ResponseReturnValue:
+    """Re-queue every event matching a filter (status defaults to failed); returns the count."""
+    body = _json_body()
+    filters = {key: body.get(key) for key in ("status", "type", "since", "until", "q")}
+    if filters["status"] is None:
+        filters["status"] = EventStatus.FAILED
+    event_filter = parse_event_filter(filters)
+    force = parse_bool("force", body.get("force"))
+    dry_run = parse_bool("dry_run", body.get("dry_run"))
+    limit = parse_int(
+        "limit", body.get("limit"), default=BULK_RETRY_MAX, minimum=1, maximum=BULK_RETRY_MAX
+    )
+    report = retry_matching(event_filter, force=force, limit=limit, dry_run=dry_run)
+    return jsonify(report.to_dict())
 
 
 @bp.get("/payments")
 def list_payments() -> ResponseReturnValue:
-    """Payments, most recently updated first; `limit`."""
-    payments = db.session.scalars(
-        select(Payment).order_by(Payment.updated_at.desc(), Payment.id.desc()).limit(_limit())
+    """Payments, most recently updated first; filters `status`, `q`; a cursor to the next page."""
+    args = request.args
+    payment_filter = parse_payment_filter(args)
+    limit = parse_int(
+        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
     )
-    return jsonify({"payments": [payment.to_dict() for payment in payments]})
+    page = keyset_page(
+        payment_filter.query(),
+        Payment.updated_at,
+        Payment.id,
+        limit=limit,
+        after=args.get("cursor") or None,
+        after_param="cursor",
+    )
+    return jsonify(
+        {
+            "payments": [payment.to_dict() for payment in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@bp.get("/payments/<mp_id>")
+def get_payment(mp_id: str) -> ResponseReturnValue:
+    """One payment by its MercadoPago id, with the events that touched it (newest first)."""
+    payment = find_payment(mp_id)
+    if payment is None:
+        abort(404, f"payment {mp_id} does not exist")
+    data = payment.to_dict()
+    data["events"] = [event.to_dict() for event in payment_events(payment)]
+    return jsonify(data)
+
+
+@bp.get("/stats")
+def stats() -> ResponseReturnValue:
+    """Counts, success rate, throughput, latency percentiles, queue depth, oldest pending."""
+    hours = parse_int(
+        "hours", request.args.get("hours"), default=1, minimum=1, maximum=MAX_STATS_HOURS
+    )
+    return jsonify(dashboard(hours))
+
+
+def _event_or_404(event_id: int) -> WebhookEvent:
+    event = find_event(event_id)
+    if event is None:
+        abort(404, f"event {event_id} does not exist")
+    return event
+
+
+def _order(value: str | None) -> bool:
+    """`order`: desc (newest first, the default) or asc; True for descending."""
+    if value in (None, "", "desc"):
+        return True
+    if value == "asc":
+        return False
+    raise BadRequest("order: must be asc or desc")
+
+
+def _json_body() -> dict[str, Any]:
+    """The request's JSON object, {} when there is no body."""
+    if not request.get_data():
+        return {}
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body

@@ -1,0 +1,107 @@
+"""`/api/openapi.json` is true: schemathesis drives every operation through WSGI.
+
+For inputs the schema allows (and for some it does not) the API must never
+answer 5xx, must answer only documented status codes and content types, and
+every body must match its documented schema. Kept short: a few examples each.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import schemathesis
+from factories import add_event, add_payment
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from webhooks_app.extensions import db
+from webhooks_app.models import AttemptOutcome, EventStatus, WebhookAttempt
+from webhooks_app.openapi import openapi_document
+from webhooks_app.timeutil import utcnow
+
+from conftest import api_headers
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+MAX_EXAMPLES = 12
+
+
+@pytest.fixture
+def api_schema(app):
+    """The app's own document, with rows of every kind for the operations to find."""
+    payment = add_payment(1, ghl_contact_id="contact-1", tags_applied=["mp-payment-approved"])
+    for status in EventStatus.ALL:
+        event = add_event(
+            status=status,
+            resource_id="1",
+            payment_id=payment.id,
+            attempts=1,
+            last_error="boom" if status == EventStatus.FAILED else None,
+            latency=2.0 if status == EventStatus.SUCCESS else None,
+            received_at=utcnow() - timedelta(minutes=3),
+        )
+        now = utcnow()
+        db.session.add(
+            WebhookAttempt(
+                event_id=event.id,
+                number=1,
+                started_at=now,
+                finished_at=now,
+                duration_ms=5,
+                outcome=AttemptOutcome.FAILED,
+                error="boom",
+                traceback="Traceback (most recent call last): ...",
+                retryable=False,
+            )
+        )
+    db.session.commit()
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+
+
+# One test per operation, listed from the document itself: a new one is tested too.
+OPERATIONS = [
+    (method.upper(), path)
+    for path, methods in openapi_document()["paths"].items()
+    for method in methods
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_the_api_keeps_its_documented_promises(api_schema, method, path):
+    operation = api_schema[path][method]
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case):
+        case.call_and_validate(headers=api_headers(), checks=CHECKS)
+
+    call()
+
+
+def test_the_document_is_served_as_written(client):
+    assert client.get("/api/openapi.json").json == openapi_document()

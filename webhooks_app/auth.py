@@ -1,0 +1,101 @@
+"""Operator authentication: HTTP Basic for the admin and /rq, Bearer (or Basic) for /api.
+
+There are no default credentials: a surface whose credentials are not
+configured answers 503 and says what to set. Every comparison is constant-time,
+so response timing reveals nothing about the secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Request, Response, current_app, request
+
+ADMIN_REALM = "webhooks admin"
+ADMIN_DISABLED_MESSAGE = (
+    "The admin is disabled: set the ADMIN_USERNAME and ADMIN_PASSWORD environment "
+    "variables (see README, 'Configuration') and restart the service."
+)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def admin_configured(config: Mapping[str, Any]) -> bool:
+    """Both admin credentials are set."""
+    return bool(config.get("ADMIN_USERNAME")) and bool(config.get("ADMIN_PASSWORD"))
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return hmac.compare_digest((given or "").encode(), expected.encode())
+
+
+def basic_auth_ok(req: Request, config: Mapping[str, Any]) -> bool:
+    """The request carries the admin's Basic credentials."""
+    if not admin_configured(config):
+        return False
+    auth = req.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    # Both compared, always: no early exit on a wrong username.
+    user_ok = _same(auth.username, config["ADMIN_USERNAME"])
+    password_ok = _same(auth.password, config["ADMIN_PASSWORD"])
+    return user_ok & password_ok
+
+
+def bearer_ok(req: Request, token: str | None) -> bool:
+    """The request carries `Authorization: Bearer <token>`."""
+    if not token:
+        return False
+    scheme, _, given = req.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and _same(given.strip(), token)
+
+
+def require_admin() -> Response | None:
+    """A before_request hook: None to go on, else the 503 or 401 answer."""
+    config = current_app.config
+    if not admin_configured(config):
+        return Response(ADMIN_DISABLED_MESSAGE, 503, mimetype="text/plain")
+    if not basic_auth_ok(request, config):
+        return Response(
+            "Authentication required: use the ADMIN_USERNAME and ADMIN_PASSWORD credentials.",
+            401,
+            {"WWW-Authenticate": f'Basic realm="{ADMIN_REALM}", charset="UTF-8"'},
+            mimetype="text/plain",
+        )
+    return None
+
+
+def same_origin() -> bool:
+    """A state-changing browser request comes from a page of this host.
+
+    Browsers send `Origin` (or at least `Referer`) with cross-site POSTs, so a
+    forged one is refused; a client that sends neither is not a browser.
+    """
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if source is None:
+        return True
+    return urlsplit(source).netloc == request.host
+
+
+def ensure_secret_key(app: Flask) -> None:
+    """Give the app a SECRET_KEY (sessions, CSRF tokens) when none is configured.
+
+    Derived from the admin credentials, so every process agrees on it without a
+    new setting. A slow derivation: a signed cookie must not make guessing the
+    password offline cheap.
+    """
+    if app.config.get("SECRET_KEY") or not admin_configured(app.config):
+        return
+    app.config["SECRET_KEY"] = _derive_key(
+        app.config["ADMIN_USERNAME"], app.config["ADMIN_PASSWORD"]
+    )
+
+
+@lru_cache(maxsize=8)
+def _derive_key(username: str, password: str) -> str:
+    material = f"{username}\0{password}".encode()
+    return hashlib.pbkdf2_hmac("sha256", material, b"webhooks-admin-secret-key", 200_000).hex()
