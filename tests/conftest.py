@@ -7,7 +7,14 @@ flushed before every test).
 
 from __future__ import annotations
 
-import time
+import os
+import tempfile
+
+# Prometheus' multiprocess mode needs its directory before anything imports the app;
+# the test run's own, shared with the processes the tests start.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="webhooks-metrics-"))
+
+import time  # noqa: E402
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -44,8 +44,12 @@ def test_a_429_pauses_every_worker(app):
 
 
 def test_burst_through_the_pipeline_never_exceeds_the_limit(sandbox, client):
-    """Eight events, two GHL calls each, against a GHL that allows 5 per second."""
-    limited = make_app(sandbox, GHL_RATE_LIMIT="5/1")
+    """Eight events, two GHL calls each, against a GHL that allows 5 per second.
+
+    The service is set a little under the API's limit, as by default (90/10 for
+    GHL's 100/10): latency jitter must not push a call into the API's window.
+    """
+    limited = make_app(sandbox, GHL_RATE_LIMIT="4/1")
     sandbox.state.set_rate_limit(5, 1.0)
     for _ in range(8):
         post_webhook(client, sandbox.state.add_payment()["id"])
@@ -56,4 +60,4 @@ def test_burst_through_the_pipeline_never_exceeds_the_limit(sandbox, client):
     assert statuses == {EventStatus.SUCCESS}
     assert len(ghl) == 16 and {c["status"] for c in ghl} <= {200, 201}  # no 429 at all
     times = sorted(c["time"] for c in ghl)
-    assert times[-1] - times[0] >= 2.0  # 16 calls at 5/s need more than 2 s
+    assert times[-1] - times[0] >= 2.9  # 16 calls at 4/s need more than 3 s

@@ -44,10 +44,13 @@ def create_app(
     configure_logging(app)
 
     from . import cli
-    from .blueprints import api, webhooks
+    from .blueprints import admin, api, dashboard, health, webhooks
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    admin.init_app(app)
+    dashboard.init_app(app)
     cli.init_app(app)
 
     @app.errorhandler(HTTPException)
@@ -56,10 +59,6 @@ def create_app(
         if request.path.startswith(("/webhooks", "/api")):
             return jsonify({"error": exc.description}), exc.code
         return exc
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok"})
 
     return app
 

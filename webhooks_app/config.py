@@ -56,6 +56,10 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
 
 
+# Where every process of this service writes its Prometheus metrics (multiprocess mode).
+METRICS_DIR = _env("PROMETHEUS_MULTIPROC_DIR", str(PROJECT_ROOT / "instance" / "metrics"))
+
+
 def parse_retry_delays(value: str) -> tuple[int, ...]:
     """Parse `RETRY_DELAYS` ("60,300,900") into whole seconds."""
     try:
@@ -142,8 +146,9 @@ class Config:
     GHL_STATUS_TAGS = parse_status_tags(_env("GHL_STATUS_TAGS"))
 
     HTTP_TIMEOUT = _env_float("HTTP_TIMEOUT", 10.0)
-    # GoHighLevel allows 100 requests per 10 s per location: shared by every worker.
-    GHL_RATE_LIMIT = _env("GHL_RATE_LIMIT", "100/10")
+    # GoHighLevel allows 100 requests per 10 s per location. Shared by every worker,
+    # and a little under GHL's own so that network jitter never tips a call over it.
+    GHL_RATE_LIMIT = _env("GHL_RATE_LIMIT", "90/10")
     # Longest a worker waits for a GHL slot (or a 429's Retry-After) within one attempt.
     GHL_MAX_WAIT = _env_float("GHL_MAX_WAIT", 20.0)
     RETRY_DELAYS = parse_retry_delays(_env("RETRY_DELAYS", "60,300,900"))
@@ -164,8 +169,23 @@ class Config:
 
     LOG_FILE = _env("LOG_FILE", str(PROJECT_ROOT / "logs" / "webhook.log"))
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    LOG_FORMAT = _env("LOG_FORMAT", "json")  # json lines, or text
 
     API_TOKEN = _env("API_TOKEN")
+
+    # Alerts (dead letters, old backlog): a Slack-compatible webhook and/or e-mail.
+    ALERT_WEBHOOK_URL = _env("ALERT_WEBHOOK_URL")
+    ALERT_EMAIL_TO = _env("ALERT_EMAIL_TO")
+    ALERT_EMAIL_FROM = _env("ALERT_EMAIL_FROM", "webhooks@localhost")
+    SMTP_HOST = _env("SMTP_HOST", "localhost")
+    SMTP_PORT = int(_env_float("SMTP_PORT", 587))
+    SMTP_USERNAME = _env("SMTP_USERNAME")
+    SMTP_PASSWORD = _env("SMTP_PASSWORD")
+    SMTP_STARTTLS = _env_bool("SMTP_STARTTLS", True)
+    # At most one dead-letter summary per interval, however many events failed.
+    ALERT_INTERVAL = _env_float("ALERT_INTERVAL", 300.0)
+    ALERT_PENDING_AGE = _env_float("ALERT_PENDING_AGE", 1800.0)
+    ALERT_REPEAT = _env_float("ALERT_REPEAT", 3600.0)
     ADMIN_USERNAME = _env("ADMIN_USERNAME")
     ADMIN_PASSWORD = _env("ADMIN_PASSWORD")
 
@@ -207,6 +227,7 @@ class DevelopmentConfig(Config):
     """Runs on one machine against the built-in sandbox for both APIs."""
 
     ENV_NAME = "development"
+    LOG_FORMAT = _env("LOG_FORMAT", "text")
     MP_ACCESS_TOKEN = _env("MP_ACCESS_TOKEN", "sandbox-mp-token")
     MP_WEBHOOK_SECRET = _env("MP_WEBHOOK_SECRET", "sandbox-webhook-secret")
     MP_API_BASE_URL = _env("MP_API_BASE_URL", Config.SANDBOX_URL)

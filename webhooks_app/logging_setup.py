@@ -1,15 +1,92 @@
-"""Logging for the package: stdout (Heroku reads it) and a rotating file."""
+"""Logging: JSON lines (or plain text in development) to stdout and a rotating file.
+
+Every line logged while an event is being received or processed carries that
+event's `event_id`, `webhook_id`, `payment_id` and `attempt`, from a context
+variable that `event_context` sets: nobody has to remember to pass them.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from flask import Flask
+from pythonjsonlogger.json import JsonFormatter
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d]%(event_tag)s %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
+EVENT_FIELDS = ("event_id", "webhook_id", "payment_id", "attempt")
+LOGGERS = ("webhooks_app", "rq_scheduler")
+
+# Never mutated in place (always replaced), so a shared empty default is safe.
+_event_fields: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "event_log_fields", default=MappingProxyType({})
+)
+_configured: list[str] = []
+
+
+@contextmanager
+def event_context(**fields: Any) -> Iterator[None]:
+    """Attach these event fields to every log line inside the block (nested blocks add up)."""
+    token = _event_fields.set({**_event_fields.get(), **fields})
+    try:
+        yield
+    finally:
+        _event_fields.reset(token)
+
+
+def bind_event_fields(**fields: Any) -> None:
+    """Add fields to the current event context (e.g. the payment id once it is known)."""
+    _event_fields.set({**_event_fields.get(), **fields})
+
+
+class EventFieldsFilter(logging.Filter):
+    """Copy the current event's fields onto each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _event_fields.get()
+        for name in EVENT_FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, fields.get(name))
+        present = [
+            f"{name}={getattr(record, name)}"
+            for name in EVENT_FIELDS
+            if getattr(record, name) is not None
+        ]
+        record.event_tag = f" [{' '.join(present)}]" if present else ""
+        return True
+
+
+class EventJsonFormatter(JsonFormatter):
+    """JSON lines; event fields only when present; the text tag left out."""
+
+    def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_record, record, message_dict)
+        log_record.pop("event_tag", None)
+        for name in EVENT_FIELDS:
+            if log_record.get(name) is None:
+                log_record.pop(name, None)
+
+
+def make_formatter(kind: str) -> logging.Formatter:
+    if kind == "json":
+        return EventJsonFormatter(
+            JSON_FIELDS,
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "process": "pid",
+            },
+        )
+    return logging.Formatter(TEXT_FORMAT)
 
 
 def configure_logging(app: Flask) -> None:
@@ -20,9 +97,10 @@ def configure_logging(app: Flask) -> None:
     level = app.config.get("LOG_LEVEL") or "INFO"
     for name in LOGGERS:
         logging.getLogger(name).setLevel(level)
-    if _configured(app):
+    if _configured:
         return
-    formatter = logging.Formatter(FORMAT)
+    _configured.append(app.name)
+    formatter = make_formatter(app.config.get("LOG_FORMAT") or "json")
     handlers: list[logging.Handler] = []
     if not app.testing:  # pytest captures records itself
         handlers.append(logging.StreamHandler(sys.stdout))
@@ -32,17 +110,6 @@ def configure_logging(app: Flask) -> None:
         handlers.append(RotatingFileHandler(log_file, maxBytes=10 * 1024 * 1024, backupCount=5))
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(EventFieldsFilter())
         for name in LOGGERS:
             logging.getLogger(name).addHandler(handler)
-
-
-def _configured(app: Flask) -> bool:
-    """True if this process already attached handlers (the first app configures them)."""
-    if _CONFIGURED:
-        return True
-    _CONFIGURED.append(app.name)
-    return False
-
-
-LOGGERS = ("webhooks_app", "rq_scheduler")
-_CONFIGURED: list[str] = []

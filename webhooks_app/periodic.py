@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from flask import Flask
 from redis import Redis
 
+from .alerts import check_and_alert
 from .catchup import catch_up
 from .extensions import db
 from .queueing import get_scheduler
@@ -57,6 +58,8 @@ def build_tasks(app: Flask, connection: Redis) -> list[Task]:
     ]
     if config.get("MP_ACCESS_TOKEN") and config["CATCH_UP_INTERVAL"] > 0:
         tasks.append(Task("catch-up", config["CATCH_UP_INTERVAL"], catch_up))
+    if config.get("ALERT_WEBHOOK_URL") or config.get("ALERT_EMAIL_TO"):
+        tasks.append(Task("alerts", config["ALERT_INTERVAL"], check_and_alert))
     return tasks
 
 

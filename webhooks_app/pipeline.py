@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .config import parse_rate_limit
 from .extensions import db
+from .metrics import observe_api_call
 from .models import EventStatus, Payment, WebhookEvent
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
@@ -73,7 +74,8 @@ def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) 
     if event.type != "payment":
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
         return EventStatus.IGNORED
-    data = mercadopago_client().get_payment(event.resource_id)
+    with observe_api_call("mercadopago"):
+        data = mercadopago_client().get_payment(event.resource_id)
     renew_lease()
     payment = upsert_payment(data)
     event.payment_id = payment.id
@@ -101,7 +103,8 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
             except RedisError as exc:  # no Redis, no shared limit: GHL's 429 still guards
                 logger.warning("GHL rate limiter unavailable: %s", exc)
         try:
-            return call(client)
+            with observe_api_call("gohighlevel"):
+                return call(client)
         except RateLimitedError as exc:
             pause = exc.retry_after or 1.0
             if limiter is not None:

@@ -26,6 +26,8 @@ from sqlalchemy import or_, select, update
 
 from . import queueing
 from .extensions import db
+from .logging_setup import bind_event_fields, event_context
+from .metrics import ATTEMPTS, EVENTS_FINISHED, PROCESSING_LATENCY
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
 from .pipeline import run_pipeline
 from .timeutil import utcnow
@@ -43,7 +45,8 @@ PAYMENT_BUSY_DELAY = 2.0
 def process_event(event_id: int) -> str:
     """RQ job: run one attempt for an event if it is due. Returns the event's status after."""
     try:
-        return run_attempt(event_id)
+        with event_context(event_id=event_id):
+            return run_attempt(event_id)
     finally:
         # Worker processes reuse one app context: never carry a session across jobs.
         db.session.remove()
@@ -58,6 +61,10 @@ def run_attempt(event_id: int) -> str:
     if event.status != EventStatus.PENDING:
         logger.info("event %s is %s; nothing to do", event_id, event.status)
         return event.status
+    bind_event_fields(
+        webhook_id=event.webhook_id,
+        payment_id=event.resource_id if event.type == "payment" else None,
+    )
     now = utcnow()
     if event.next_retry_at is not None and event.next_retry_at > now:
         early = event.next_retry_at - now
@@ -89,6 +96,7 @@ def _run_claimed(event_id: int, renew: Callable[[], None]) -> str:
     )
     db.session.add(attempt)
     db.session.commit()
+    bind_event_fields(attempt=attempt.number)
     logger.info("event %s attempt %s started", event.id, attempt.number)
 
     try:
@@ -179,9 +187,11 @@ def _record_success(event_id: int, attempt_id: int, status: str) -> str:
         last_error=None,
     )
     db.session.commit()
+    event = db.session.get(WebhookEvent, event_id, populate_existing=True)
     if owned:
+        count_final(event)
         logger.info("event %s attempt %s: %s", event_id, attempt.number, status)
-    return db.session.get(WebhookEvent, event_id, populate_existing=True).status
+    return event.status
 
 
 def _record_failure(event_id: int, attempt_id: int, exc: Exception) -> str:
@@ -236,6 +246,7 @@ def fail_attempt(
     if not owned:
         return event.status
     if event.status == EventStatus.FAILED:
+        count_final(event)
         reason = "not retryable" if not retryable else "retries exhausted"
         logger.error(
             "event %s attempt %s failed (%s), dead-lettered: %s",
@@ -386,6 +397,14 @@ def _finish_attempt(attempt: WebhookAttempt, now: datetime, outcome: str) -> Non
     attempt.finished_at = now
     attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
     attempt.outcome = outcome
+    ATTEMPTS.labels(outcome).inc()
+
+
+def count_final(event: WebhookEvent) -> None:
+    """Metrics for an event that just reached its final status."""
+    EVENTS_FINISHED.labels(event.status).inc()
+    if event.processed_at and event.received_at:
+        PROCESSING_LATENCY.observe((event.processed_at - event.received_at).total_seconds())
 
 
 def _lease() -> timedelta:

@@ -7,9 +7,12 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import db
 from ..ingest import store_event
+from ..logging_setup import event_context
+from ..metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, type_label
 from ..notifications import InvalidNotification, parse_notification
 from ..processing import schedule_attempt
 from ..signatures import SignatureError, verify_signature
@@ -19,7 +22,12 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
-def json_error(message: str, status: int) -> ResponseReturnValue:
+def reject(
+    message: str, status: int, reason: str, event_type: str = "other"
+) -> ResponseReturnValue:
+    """Answer a refused notification with a JSON error, and count it."""
+    WEBHOOKS_RECEIVED.labels(type_label(event_type), "rejected").inc()
+    WEBHOOKS_REJECTED.labels(reason).inc()
     return jsonify({"error": message}), status
 
 
@@ -27,17 +35,26 @@ def json_error(message: str, status: int) -> ResponseReturnValue:
 def receive_mercadopago() -> ResponseReturnValue:
     """Receive one MercadoPago notification (Webhooks or IPN form)."""
     try:
-        notification = parse_notification(
-            request.get_data(), request.content_type, request.args, request.headers
-        )
+        body = request.get_data()
+    except RequestEntityTooLarge:
+        WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
+        WEBHOOKS_REJECTED.labels("too_large").inc()
+        raise
+    try:
+        notification = parse_notification(body, request.content_type, request.args, request.headers)
     except InvalidNotification as exc:
         logger.info("notification rejected (%s): %s", exc.status_code, exc.message)
-        return json_error(exc.message, exc.status_code)
+        return reject(exc.message, exc.status_code, "invalid")
 
     config = current_app.config
     if notification.source == "ipn":
         if not config["MP_ACCEPT_IPN"]:
-            return json_error("IPN notifications are refused here (MP_ACCEPT_IPN is off)", 403)
+            return reject(
+                "IPN notifications are refused here (MP_ACCEPT_IPN is off)",
+                403,
+                "ipn_refused",
+                notification.type,
+            )
     elif config["MP_VERIFY_SIGNATURES"] and config["MP_WEBHOOK_SECRET"]:
         try:
             verify_signature(
@@ -49,7 +66,7 @@ def receive_mercadopago() -> ResponseReturnValue:
             )
         except SignatureError as exc:
             logger.warning("notification %s rejected: %s", notification.webhook_id, exc)
-            return json_error(f"invalid signature: {exc}", 401)
+            return reject(f"invalid signature: {exc}", 401, "signature", notification.type)
 
     try:
         event, created = store_event(notification)
@@ -57,19 +74,27 @@ def receive_mercadopago() -> ResponseReturnValue:
         db.session.rollback()
         logger.exception("could not store notification %s", notification.webhook_id)
         # 5xx: MercadoPago keeps the notification and delivers it again later.
-        return json_error("temporarily unable to store the notification", 503)
+        return reject(
+            "temporarily unable to store the notification",
+            503,
+            "database_unavailable",
+            notification.type,
+        )
 
-    if not created:
-        logger.info("event %s: duplicate delivery of %s", event.id, event.webhook_id)
-        return jsonify({"status": "duplicate", "event_id": event.id}), 200
-    queued = schedule_attempt(event)
-    logger.info(
-        "event %s received: %s %s %s (%s)%s",
-        event.id,
-        event.source,
-        event.type,
-        event.resource_id,
-        event.webhook_id,
-        "" if queued else "; not queued, stays pending",
-    )
+    payment_id = event.resource_id if event.type == "payment" else None
+    with event_context(event_id=event.id, webhook_id=event.webhook_id, payment_id=payment_id):
+        if not created:
+            WEBHOOKS_RECEIVED.labels(type_label(event.type), "duplicate").inc()
+            logger.info("event %s: duplicate delivery of %s", event.id, event.webhook_id)
+            return jsonify({"status": "duplicate", "event_id": event.id}), 200
+        queued = schedule_attempt(event)
+        WEBHOOKS_RECEIVED.labels(type_label(event.type), "accepted").inc()
+        logger.info(
+            "event %s received: %s %s %s%s",
+            event.id,
+            event.source,
+            event.type,
+            event.resource_id,
+            "" if queued else "; not queued, stays pending",
+        )
     return jsonify({"status": "accepted", "event_id": event.id}), 200
