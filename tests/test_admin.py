@@ -234,6 +234,9 @@ def test_stats_page(app, client, sandbox):
     assert "Latency p50 / p95 / p99" in text and "1 event(s) in the window" in text
     assert "Queue depth" in text and 'href="/rq/"' in text
     assert client.get("/admin/stats?hours=24", headers=AUTH).status_code == 200
+    # The dashboard refreshes itself and splits each minute's column by status.
+    assert '<meta http-equiv="refresh" content="30">' in text
+    assert 'class="bar badge-success"' in text and 'class="bar badge-failed"' in text
 
 
 # -- actions ----------------------------------------------------------------------

@@ -72,6 +72,9 @@ def test_events_per_minute_and_throughput(app):
     assert by_start["2026-11-29T12:29:00.000Z"] == 1
     assert by_start["2026-11-29T12:30:00.000Z"] == 0  # the current minute is the last bar
     assert sum(by_start.values()) == 3
+    first = next(b for b in hour["buckets"] if b["start"] == "2026-11-29T12:00:00.000Z")
+    assert first["by_status"]["pending"] == 1 and first["by_status"]["success"] == 1
+    assert first["by_status"]["failed"] == 0
 
     day = throughput(24, NOW)
     assert day["bucket_minutes"] == 12 and len(day["buckets"]) == 120

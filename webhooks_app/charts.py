@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -12,17 +12,25 @@ def _number(value: float) -> str:
 
 
 def column_chart(
-    points: Sequence[tuple[str, float]],
+    points: Sequence[tuple[str, float | Mapping[str, float]]],
     *,
     label: str,
     width: int = 720,
     height: int = 180,
     unit: str = "",
+    classes: Mapping[str, str] | None = None,
 ) -> Markup:
-    """Vertical bars, one per point (label, value), oldest left; each bar has a tooltip."""
+    """Vertical bars, one per point, oldest left; each segment has a tooltip.
+
+    A point's value is a number, or a mapping of series to numbers drawn stacked
+    (bottom up, in the mapping's order) with the css class `classes[series]`.
+    """
     left, bottom, top = 44, 22, 10
     plot_w, plot_h = width - left - 6, height - bottom - top
-    peak = max((value for _, value in points), default=0) or 1
+    stacks = [
+        (name, value if isinstance(value, Mapping) else {"": value}) for name, value in points
+    ]
+    peak = max((sum(stack.values()) for _, stack in stacks), default=0) or 1
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">',
@@ -33,18 +41,26 @@ def column_chart(
         f"{escape(_number(peak))}</text>",
         f'<text class="tick" x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>',
     ]
-    if points:
-        slot = plot_w / len(points)
+    if stacks:
+        slot = plot_w / len(stacks)
         bar = max(slot * 0.8, 0.5)
-        every = max(1, len(points) // 6)  # about six labels along the bottom
-        for index, (name, value) in enumerate(points):
+        every = max(1, len(stacks) // 6)  # about six labels along the bottom
+        for index, (name, stack) in enumerate(stacks):
             x = left + index * slot + (slot - bar) / 2
-            bar_h = plot_h * value / peak
-            parts.append(
-                f'<rect class="bar" x="{x:.1f}" y="{top + plot_h - bar_h:.1f}" '
-                f'width="{bar:.1f}" height="{bar_h:.1f}">'
-                f"<title>{escape(name)}: {escape(_number(value))}{escape(unit)}</title></rect>"
-            )
+            base = top + plot_h
+            for series, value in stack.items():
+                if not value and series:
+                    continue
+                bar_h = plot_h * value / peak
+                css = f"bar {escape((classes or {}).get(series, ''))}".strip()
+                what = f"{series}: " if series else ""
+                parts.append(
+                    f'<rect class="{css}" x="{x:.1f}" y="{base - bar_h:.1f}" '
+                    f'width="{bar:.1f}" height="{bar_h:.1f}">'
+                    f"<title>{escape(name)} {escape(what)}{escape(_number(value))}"
+                    f"{escape(unit)}</title></rect>"
+                )
+                base -= bar_h
             if index % every == 0:
                 parts.append(
                     f'<text class="tick" x="{left + index * slot:.1f}" y="{height - 6}">'

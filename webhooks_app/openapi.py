@@ -223,6 +223,11 @@ STATS = {
                             "start": DATETIME,
                             "count": INTEGER,
                             "per_minute": {"type": "number"},
+                            "by_status": {
+                                "type": "object",
+                                "description": "the bucket's events by their current status",
+                                "additionalProperties": INTEGER,
+                            },
                         },
                     },
                 },

@@ -66,28 +66,40 @@ def dashboard(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
 
 def events_per_minute(hours: int = 1, now: datetime | None = None) -> dict[datetime, int]:
     """Events received in each minute of the last `hours` hours (minutes with none left out)."""
+    return {
+        minute: sum(statuses.values())
+        for minute, statuses in events_per_minute_by_status(hours, now).items()
+    }
+
+
+def events_per_minute_by_status(
+    hours: int = 1, now: datetime | None = None
+) -> dict[datetime, dict[str, int]]:
+    """Events received in each minute of the window, split by their status now."""
     now = now or utcnow()
     bucket = _minute_bucket(WebhookEvent.received_at)
     rows = db.session.execute(
-        select(bucket, func.count())
+        select(bucket, WebhookEvent.status, func.count())
         .where(WebhookEvent.received_at >= now - timedelta(hours=hours))
-        .group_by(bucket)
+        .group_by(bucket, WebhookEvent.status)
     )
-    counts: dict[datetime, int] = {}
-    for minute, count in rows:
+    counts: dict[datetime, dict[str, int]] = {}
+    for minute, status, count in rows:
         if isinstance(minute, str):  # SQLite returns the strftime text
             minute = datetime.fromisoformat(minute)
-        counts[minute] = counts.get(minute, 0) + count
+        statuses = counts.setdefault(minute, {})
+        statuses[status] = statuses.get(status, 0) + count
     return counts
 
 
 def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
     """Events per minute over the window, in at most MAX_BUCKETS buckets (oldest first).
 
-    Each bucket's `per_minute` is the average rate over its minutes.
+    Each bucket's `per_minute` is the average rate over its minutes, and
+    `by_status` splits its count by the events' current status.
     """
     now = now or utcnow()
-    per_minute = events_per_minute(hours, now)
+    per_minute = events_per_minute_by_status(hours, now)
     minutes = hours * 60
     width = max(1, math.ceil(minutes / MAX_BUCKETS))
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -95,16 +107,21 @@ def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
     buckets = []
     cursor = start
     while cursor < end:
-        count = sum(per_minute.get(cursor + timedelta(minutes=i), 0) for i in range(width))
+        by_status = dict.fromkeys(EventStatus.ALL, 0)
+        for i in range(width):
+            for status, count in per_minute.get(cursor + timedelta(minutes=i), {}).items():
+                by_status[status] = by_status.get(status, 0) + count
+        count = sum(by_status.values())
         buckets.append(
             {
                 "start": isoformat(cursor),
                 "count": count,
                 "per_minute": round(count / width, 2),
+                "by_status": by_status,
             }
         )
         cursor += timedelta(minutes=width)
-    total = sum(per_minute.values())
+    total = sum(sum(statuses.values()) for statuses in per_minute.values())
     return {
         "bucket_minutes": width,
         "buckets": buckets,

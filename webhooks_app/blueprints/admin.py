@@ -56,6 +56,8 @@ COUNT_CAP = 10_000
 # One click re-queues at most this many; the message says to click again for the rest.
 BULK_RETRY_MAX = 1000
 STATS_WINDOWS = (1, 3, 6, 12, 24)
+# The stats page reloads itself this often: a wall display needs no clicking.
+STATS_REFRESH_SECONDS = 30
 BADGES = {status: f"badge-{status}" for status in EventStatus.ALL}
 
 
@@ -273,9 +275,13 @@ def stats() -> ResponseReturnValue:
     unit = " events/min" if width == 1 else f" events/min (avg over {width} min)"
     charts = {
         "throughput": column_chart(
-            [(bucket["start"][11:16], bucket["per_minute"]) for bucket in throughput["buckets"]],
-            label=f"Events received per minute, last {hours} h",
+            [
+                (bucket["start"][11:16], _per_minute(bucket["by_status"], width))
+                for bucket in throughput["buckets"]
+            ],
+            label=f"Events received per minute by status, last {hours} h",
             unit=unit,
+            classes=BADGES,
         ),
         "statuses": bar_chart(
             [(status, count, BADGES[status]) for status, count in data["events"].items()],
@@ -292,8 +298,17 @@ def stats() -> ResponseReturnValue:
         ),
     }
     return render_template(
-        "admin/stats.html", data=data, charts=charts, hours=hours, windows=STATS_WINDOWS
+        "admin/stats.html",
+        data=data,
+        charts=charts,
+        hours=hours,
+        windows=STATS_WINDOWS,
+        refresh_seconds=STATS_REFRESH_SECONDS,
     )
+
+
+def _per_minute(counts: dict[str, int], width: int) -> dict[str, float]:
+    return {status: count / width for status, count in counts.items()}
 
 
 def _page_size(args: MultiDict[str, str]) -> int:
