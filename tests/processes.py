@@ -44,11 +44,24 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = 
 
 
 class Processes:
-    """The service's processes for one test, sharing one environment."""
+    """The service's processes for one test, sharing one environment.
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+    They use the test's database and Redis (the testing configuration reads the
+    same TEST_* variables) and talk to the test's sandbox at `sandbox_url`.
+    """
+
+    def __init__(self, log_dir: Path, sandbox_url: str, **env: str) -> None:
         self.log_dir = log_dir
-        self.env = {**os.environ, "APP_ENV": "testing", "PYTHONUNBUFFERED": "1", **env}
+        self.env = {
+            **os.environ,
+            "APP_ENV": "testing",
+            "PYTHONUNBUFFERED": "1",
+            "MP_API_BASE_URL": sandbox_url,
+            "GHL_API_BASE_URL": sandbox_url,
+            "SCHEDULER_INTERVAL": "0.5",
+            "CATCH_UP_INTERVAL": "0",  # catch-up would add events of its own to the counts
+            **env,
+        }
         self.running: dict[str, subprocess.Popen] = {}
         self.url: str | None = None
 
@@ -111,8 +124,12 @@ class Processes:
         return process.returncode
 
     def stop_all(self) -> None:
-        for name in list(self.running):
+        """Stop every process, then print the end of each log (pytest shows it on failure)."""
+        names = list(self.running)
+        for name in names:
             self.stop(name)
+        for name in names:
+            print(f"--- {name} log ---\n{self.log(name)[-4000:]}")
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

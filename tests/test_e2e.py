@@ -17,15 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 @pytest.fixture
 def service(app, sandbox, tmp_path):
     """The service as deployed: gunicorn (Procfile settings), a worker and the scheduler."""
-    processes = Processes(
-        tmp_path,
-        {
-            "MP_API_BASE_URL": sandbox.url,
-            "GHL_API_BASE_URL": sandbox.url,
-            "SCHEDULER_INTERVAL": "0.5",
-            "CATCH_UP_INTERVAL": "0",  # catch-up would add events of its own to the counts
-        },
-    )
+    processes = Processes(tmp_path, sandbox.url)
     try:
         processes.start_web()
         processes.start_worker()
@@ -33,8 +25,6 @@ def service(app, sandbox, tmp_path):
         yield processes
     finally:
         processes.stop_all()
-        for name in ("web", "worker", "scheduler"):
-            print(f"--- {name} log ---\n" + processes.log(name)[-3000:])
 
 
 def final_events(ids: list[int], timeout: float = 60.0) -> dict[int, WebhookEvent]:

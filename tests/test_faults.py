@@ -46,23 +46,15 @@ def service(app, sandbox, tmp_path):
     """Processes sharing the test's database, Redis and sandbox, with short leases."""
     processes = Processes(
         tmp_path,
-        {
-            "MP_API_BASE_URL": sandbox.url,
-            "GHL_API_BASE_URL": sandbox.url,
-            "SCHEDULER_INTERVAL": "0.5",
-            "CATCH_UP_INTERVAL": "0",  # catch-up would add events of its own to the counts
-            "RECONCILE_INTERVAL": "0.5",
-            "RECONCILE_GRACE": "1",
-            "LEASE_SECONDS": "8",
-            "TEST_HTTP_TIMEOUT": "6",
-            "GHL_MAX_WAIT": "2",
-        },
+        sandbox.url,
+        RECONCILE_INTERVAL="0.5",
+        RECONCILE_GRACE="1",
+        LEASE_SECONDS="8",
+        TEST_HTTP_TIMEOUT="6",
+        GHL_MAX_WAIT="2",
     )
     yield processes
     processes.stop_all()
-    for name in ("web", "worker", "worker-2", "scheduler"):
-        if processes.log(name):
-            print(f"--- {name} ---\n{processes.log(name)[-4000:]}")
 
 
 @pytest.mark.timeout(120)
@@ -94,15 +86,10 @@ def test_redis_down_then_restarted_empty(app, sandbox, tmp_path):
     redis = PrivateRedis(tmp_path).start()
     service = Processes(
         tmp_path,
-        {
-            "MP_API_BASE_URL": sandbox.url,
-            "GHL_API_BASE_URL": sandbox.url,
-            "TEST_REDIS_URL": redis.url,
-            "SCHEDULER_INTERVAL": "0.5",
-            "CATCH_UP_INTERVAL": "0",  # catch-up would add events of its own to the counts
-            "RECONCILE_INTERVAL": "0.5",
-            "RECONCILE_GRACE": "1",
-        },
+        sandbox.url,
+        TEST_REDIS_URL=redis.url,
+        RECONCILE_INTERVAL="0.5",
+        RECONCILE_GRACE="1",
     )
     try:
         service.start_web()
@@ -123,7 +110,6 @@ def test_redis_down_then_restarted_empty(app, sandbox, tmp_path):
     finally:
         service.stop_all()
         redis.stop()
-        print(service.log("worker")[-3000:], service.log("scheduler")[-3000:])
 
 
 @pytest.mark.timeout(60)
