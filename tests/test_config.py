@@ -97,3 +97,10 @@ def test_ghl_rate_limit():
     for bad in ("100", "a/b", "0/10", "10/0"):
         with pytest.raises(ConfigError, match="GHL_RATE_LIMIT"):
             parse_rate_limit(bad)
+
+
+def test_default_recovery_of_a_killed_worker_is_within_a_minute():
+    """A SIGKILLed worker's event is back in the queue once its lease runs out and the
+    reconciler's next pass sees it: by default well within 60 s (RQ alone: ~13 min)."""
+    assert ProductionConfig.LEASE_SECONDS + ProductionConfig.RECONCILE_INTERVAL < 60
+    assert ProductionConfig.HTTP_TIMEOUT < ProductionConfig.LEASE_SECONDS
