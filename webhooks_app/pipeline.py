@@ -79,7 +79,7 @@ def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) 
     renew_lease()
     payment = upsert_payment(data)
     event.payment_id = payment.id
-    db.session.commit()
+    db.session.commit()  # the payment and its link to the event, together
     renew_lease()
     sync_contact(payment, renew_lease)
     return EventStatus.SUCCESS
@@ -117,7 +117,10 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
 
 
 def upsert_payment(data: dict[str, Any]) -> Payment:
-    """Insert or update the payment from MercadoPago's data; never go back in time."""
+    """Insert or update the payment from MercadoPago's data; never go back in time.
+
+    Leaves the transaction open: the caller commits (with whatever else belongs to it).
+    """
     mp_payment_id = str(data["id"])
     payer = data.get("payer") or {}
     values = {
@@ -149,8 +152,11 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
         .values(updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
-    return db.session.scalars(select(Payment).where(Payment.mp_payment_id == mp_payment_id)).one()
+    return db.session.scalars(
+        select(Payment)
+        .where(Payment.mp_payment_id == mp_payment_id)
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def sync_contact(payment: Payment, renew_lease: Callable[[], None] = _no_op) -> None:
