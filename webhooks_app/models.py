@@ -94,6 +94,8 @@ class WebhookEvent(db.Model):
         Index("ix_webhook_events_type_received_at", "type", "received_at"),
         # Operator listings by status in received order; oldest pending (migration d3a468b82244).
         Index("ix_webhook_events_status_received_at", "status", "received_at"),
+        # Listings filtered by status and type, and their capped count (migration e7c1f2a90b13).
+        Index("ix_webhook_events_status_type_received_at", "status", "type", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
