@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from . import queueing
-from .config import Config, ConfigError, config_class
+from .config import PROJECT_ROOT, Config, ConfigError, config_class
 from .extensions import db, migrate
 from .logging_setup import configure_logging
 
@@ -39,7 +42,7 @@ def create_app(
         _prepare_sqlite(app)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     queueing.init_app(app)
     configure_logging(app)
 
@@ -63,19 +66,8 @@ def create_app(
     return app
 
 
-def _migrations_dir():
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent / "migrations"
-
-
 def _prepare_sqlite(app: Flask) -> None:
     """Make the SQLite file's folder, and let several processes share the file safely."""
-    from pathlib import Path
-
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     path = uri.removeprefix("sqlite:///")
     if path and path != uri and not path.startswith(":memory:"):
@@ -88,7 +80,7 @@ def _prepare_sqlite(app: Flask) -> None:
     if not getattr(_prepare_sqlite, "_listening", False):
 
         @event.listens_for(Engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
             if type(dbapi_connection).__module__.startswith("sqlite3"):
                 cursor = dbapi_connection.cursor()
                 # WAL: readers do not block the writer (web, worker and scheduler share the file).
