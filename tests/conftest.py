@@ -162,3 +162,23 @@ def drain(app: Flask, timeout: float = 30.0, until: Callable[[], bool] | None = 
 
 def api_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def statuses() -> dict[int, str]:
+    """Every stored event's status, by id, read afresh."""
+    db.session.expire_all()
+    return {event.id: event.status for event in db.session.query(WebhookEvent)}
+
+
+def dead_letter(
+    app: Flask, client: FlaskClient, sandbox, count: int, **payment_fields
+) -> list[int]:
+    """`count` events dead-lettered at their first attempt (MercadoPago answers 400 once)."""
+    ids = []
+    for _ in range(count):
+        payment = sandbox.state.add_payment(**payment_fields)
+        sandbox.state.set_fault("mercadopago", str(payment["id"]), status=400, times=1)
+        ids.append(post_webhook(client, payment["id"]).json["event_id"])
+    run_worker(app)
+    assert all(statuses()[event_id] == EventStatus.FAILED for event_id in ids)
+    return ids

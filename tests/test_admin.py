@@ -13,7 +13,7 @@ from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, Payment, WebhookEvent
 from webhooks_app.queueing import get_queue, get_scheduler, job_id
 
-from conftest import drain, make_app, post_webhook, run_worker
+from conftest import dead_letter, drain, make_app, post_webhook, run_worker, statuses
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,28 +37,11 @@ def app(app, sandbox):
         db.session.remove()
 
 
-def statuses() -> dict[int, str]:
-    db.session.expire_all()
-    return {event.id: event.status for event in db.session.query(WebhookEvent)}
-
-
 def csrf_token(client, path: str = "/admin/events") -> str:
     page = client.get(path, headers=AUTH)
     match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert match, "the page has no CSRF token"
     return match.group(1)
-
-
-def dead_letter(app, client, sandbox, count: int, **payment_fields) -> list[int]:
-    """`count` events dead-lettered at their first attempt (MercadoPago answers 400 once)."""
-    ids = []
-    for _ in range(count):
-        payment = sandbox.state.add_payment(**payment_fields)
-        sandbox.state.set_fault("mercadopago", str(payment["id"]), status=400, times=1)
-        ids.append(post_webhook(client, payment["id"]).json["event_id"])
-    run_worker(app)
-    assert all(statuses()[event_id] == EventStatus.FAILED for event_id in ids)
-    return ids
 
 
 def succeed(app, client, sandbox, **payment_fields) -> int:

@@ -6,11 +6,10 @@ from datetime import datetime, timedelta
 import pytest
 from factories import add_event, add_payment
 
-from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.models import EventStatus
 from webhooks_app.queueing import get_queue, job_id
 
-from conftest import api_headers, drain, make_app, post_webhook, run_worker
+from conftest import api_headers, dead_letter, drain, make_app, post_webhook, run_worker, statuses
 
 
 def test_api_requires_the_token(client):
@@ -236,22 +235,6 @@ def test_unknown_event_is_404_json(client, event_id):
 
 
 # -- retries ------------------------------------------------------------------------
-
-
-def dead_letter(app, client, sandbox, count: int) -> list[int]:
-    """`count` events dead-lettered at once (MercadoPago answers 400 to their first try)."""
-    ids = []
-    for _ in range(count):
-        payment = sandbox.state.add_payment()
-        sandbox.state.set_fault("mercadopago", str(payment["id"]), status=400, times=1)
-        ids.append(post_webhook(client, payment["id"]).json["event_id"])
-    run_worker(app)
-    return ids
-
-
-def statuses() -> dict[int, str]:
-    db.session.expire_all()
-    return {event.id: event.status for event in db.session.query(WebhookEvent)}
 
 
 @pytest.mark.timeout(60)

@@ -10,19 +10,13 @@ import pytest
 from factories import add_event
 from werkzeug.serving import make_server
 
-from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.models import EventStatus
 from webhooks_app.queueing import get_queue, job_id
 from webhooks_app.timeutil import utcnow
 
-from conftest import drain, post_webhook, run_worker
+from conftest import dead_letter, drain, post_webhook, statuses
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def statuses() -> dict[int, str]:
-    db.session.expire_all()
-    return {e.id: e.status for e in db.session.query(WebhookEvent)}
 
 
 def test_process_handles_due_pending_events_without_a_worker(app, client, sandbox, runner):
@@ -91,18 +85,6 @@ def test_simulate_sends_signed_notifications_to_a_running_instance(app, sandbox,
     drain(app)
     assert list(statuses().values()) == [EventStatus.SUCCESS] * 3
     assert len(sandbox.state.contacts()) == 3
-
-
-def dead_letter(app, client, sandbox, count: int) -> list[int]:
-    """`count` events dead-lettered at once (MercadoPago answers 400 to their first try)."""
-    ids = []
-    for _ in range(count):
-        payment = sandbox.state.add_payment()
-        sandbox.state.set_fault("mercadopago", str(payment["id"]), status=400, times=1)
-        ids.append(post_webhook(client, payment["id"]).json["event_id"])
-    run_worker(app)
-    assert {statuses()[event_id] for event_id in ids} == {EventStatus.FAILED}
-    return ids
 
 
 def test_list_filters_and_pages(app, runner):
