@@ -34,31 +34,32 @@ INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 T = TypeVar("T")
 
 
-def mercadopago_client() -> MercadoPagoClient:
-    """The app's MercadoPago client (one per process: it keeps its connections alive)."""
+def _per_app(name: str, build: Callable[[], T]) -> T:
+    """One `build()` per app and process, kept in `app.extensions` (clients keep connections)."""
     extensions = current_app.extensions
-    if "mercadopago_client" not in extensions:
-        extensions["mercadopago_client"] = MercadoPagoClient.from_config(current_app.config)
-    return extensions["mercadopago_client"]
+    if name not in extensions:
+        extensions[name] = build()
+    return extensions[name]
+
+
+def mercadopago_client() -> MercadoPagoClient:
+    """The app's MercadoPago client."""
+    return _per_app("mercadopago_client", lambda: MercadoPagoClient.from_config(current_app.config))
 
 
 def gohighlevel_client() -> GoHighLevelClient:
-    """The app's GoHighLevel client (one per process)."""
-    extensions = current_app.extensions
-    if "gohighlevel_client" not in extensions:
-        extensions["gohighlevel_client"] = GoHighLevelClient.from_config(current_app.config)
-    return extensions["gohighlevel_client"]
+    """The app's GoHighLevel client."""
+    return _per_app("gohighlevel_client", lambda: GoHighLevelClient.from_config(current_app.config))
 
 
 def ghl_rate_limiter() -> SharedRateLimiter | None:
     """The shared GoHighLevel limiter (None when GHL_RATE_LIMIT is off)."""
-    extensions = current_app.extensions
-    if "ghl_rate_limiter" not in extensions:
+
+    def build() -> SharedRateLimiter | None:
         limit = parse_rate_limit(current_app.config["GHL_RATE_LIMIT"])
-        extensions["ghl_rate_limiter"] = (
-            SharedRateLimiter(get_redis(), "gohighlevel", *limit) if limit else None
-        )
-    return extensions["ghl_rate_limiter"]
+        return SharedRateLimiter(get_redis(), "gohighlevel", *limit) if limit else None
+
+    return _per_app("ghl_rate_limiter", build)
 
 
 def _no_op() -> None:
