@@ -22,13 +22,13 @@ def test_slots_are_shared_between_limiters(app):
     second = SharedRateLimiter(get_redis(app), "test", 3, 1)
     started = time.monotonic()
     for limiter in (first, second, first):
-        assert limiter.acquire("loc", max_wait=0.01) < 0.01
+        limiter.acquire("loc", max_wait=0)  # a free slot: no wait allowed, none needed
     with pytest.raises(RateLimitTimeout) as excinfo:
         second.acquire("loc", max_wait=0.01)
     assert 0 < excinfo.value.retry_after <= 1.0 and excinfo.value.retryable
     waited = second.acquire("loc", max_wait=2)  # waits for the window to move
     assert time.monotonic() - started >= 0.9 and waited > 0
-    assert first.acquire("other-location", max_wait=0) < 0.01  # limits are per key
+    first.acquire("other-location", max_wait=0)  # limits are per key: a slot at once
 
 
 def test_a_429_pauses_every_worker(app):
