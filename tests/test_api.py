@@ -5,9 +5,13 @@ from datetime import datetime, timedelta
 
 import pytest
 from factories import add_event, add_payment
+from sqlalchemy import insert
 
-from webhooks_app.models import EventStatus
+from webhooks_app.extensions import db
+from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.pagination import COUNT_CAP
 from webhooks_app.queueing import get_queue, job_id
+from webhooks_app.timeutil import utcnow
 
 from conftest import api_headers, dead_letter, drain, make_app, post_webhook, run_worker, statuses
 
@@ -175,6 +179,33 @@ def test_bad_filter_values_are_400_with_a_message(client, query):
     response = client.get(f"/api/webhook-events?{query}", headers=api_headers())
     assert response.status_code == 400
     assert response.json["error"].split(":")[0] in query
+
+
+def test_total_stops_counting_at_the_cap(app, client):
+    # Past COUNT_CAP matches the answer is "more than COUNT_CAP", not an exact count.
+    now = utcnow()
+    db.session.execute(
+        insert(WebhookEvent),
+        [
+            {
+                "webhook_id": f"capped-{n}",
+                "source": "webhook",
+                "type": "payment",
+                "resource_id": str(n),
+                "status": EventStatus.FAILED,
+                "received_at": now,
+                "updated_at": now,
+            }
+            for n in range(COUNT_CAP + 1)
+        ],
+    )
+    db.session.commit()
+    add_event(status=EventStatus.SUCCESS)
+
+    failed = client.get("/api/webhook-events?status=failed&limit=1", headers=api_headers())
+    assert failed.json["total"] == COUNT_CAP and failed.json["total_exact"] is False
+    succeeded = client.get("/api/webhook-events?status=success", headers=api_headers())
+    assert succeeded.json["total"] == 1 and succeeded.json["total_exact"] is True
 
 
 def test_cursor_pagination_walks_every_event_once(app, client):

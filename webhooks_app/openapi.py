@@ -379,7 +379,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                                     "events": {"type": "array", "items": _ref("Event")},
                                     "total": {
                                         **INTEGER,
-                                        "description": "matching events, counted up to 10000",
+                                        "description": "matching events, counted up to 1000",
                                     },
                                     "total_exact": {
                                         "type": "boolean",

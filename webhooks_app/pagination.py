@@ -23,6 +23,10 @@ from .filters import FilterError
 T = TypeVar("T")
 
 MAX_ID = 2**63 - 1
+# Listings count at most this many matches and say "more than" beyond: a count of
+# 1,000 index entries stays under a millisecond however many rows are stored, and
+# an operator needs "more than 1,000", not an exact 13,412 (BENCHMARKS.md, section 4).
+COUNT_CAP = 1_000
 # Ours are about 60 characters; a longer one is not ours (and is not worth parsing).
 MAX_CURSOR_LENGTH = 200
 
@@ -112,7 +116,7 @@ def keyset_page(
     )
 
 
-def capped_count(query: Select, cap: int) -> tuple[int, bool]:
+def capped_count(query: Select, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many rows `query` matches, counting at most `cap`: (count, exact)."""
     limited = query.order_by(None).limit(cap + 1).subquery()
     count = db.session.scalar(select(func.count()).select_from(limited)) or 0
