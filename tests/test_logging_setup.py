@@ -21,9 +21,12 @@ def json_lines():
     handler.setFormatter(make_formatter("json"))
     handler.addFilter(EventFieldsFilter())
     logger = logging.getLogger("webhooks_app")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as configure_logging sets it, also when no app was made yet
     logger.addHandler(handler)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def test_event_context_fields_reach_every_line(json_lines):
@@ -60,3 +63,26 @@ def test_text_format_tags_event_lines():
     with event_context(event_id=3, attempt=2):
         EventFieldsFilter().filter(record)
     assert "[event_id=3 attempt=2] hello" in make_formatter("text").format(record)
+
+
+@pytest.mark.parametrize("kind", ["json", "text"])
+def test_a_formatter_shared_by_two_handlers_writes_the_same_line_to_both(kind):
+    formatter = make_formatter(kind)
+    streams = [io.StringIO(), io.StringIO()]
+    logger = logging.getLogger(f"webhooks_app.test_shared_{kind}")
+    logger.setLevel(logging.INFO)
+    handlers = [logging.StreamHandler(stream) for stream in streams]
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(EventFieldsFilter())
+        logger.addHandler(handler)
+    try:
+        with event_context(event_id=3):
+            logger.info("once %s", "formatted")
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    first, second = (stream.getvalue() for stream in streams)
+    assert first == second and "once formatted" in first and "event_id" in first
+    if kind == "json":
+        assert "_formatted" not in json.loads(first)

@@ -70,14 +70,35 @@ class EventJsonFormatter(JsonFormatter):
     def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
         super().add_fields(log_record, record, message_dict)
         log_record.pop("event_tag", None)
+        log_record.pop("_formatted", None)
         for name in EVENT_FIELDS:
             if log_record.get(name) is None:
                 log_record.pop(name, None)
 
 
+class FormatOnce(logging.Formatter):
+    """A formatter shared by several handlers (stdout and the file) formats each record once."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        cached = record.__dict__.get("_formatted")
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        text = super().format(record)
+        record._formatted = (self, text)
+        return text
+
+
+class TextFormatter(FormatOnce):
+    pass
+
+
+class JsonLinesFormatter(FormatOnce, EventJsonFormatter):
+    pass
+
+
 def make_formatter(kind: str) -> logging.Formatter:
     if kind == "json":
-        return EventJsonFormatter(
+        return JsonLinesFormatter(
             JSON_FIELDS,
             rename_fields={
                 "asctime": "time",
@@ -86,7 +107,7 @@ def make_formatter(kind: str) -> logging.Formatter:
                 "process": "pid",
             },
         )
-    return logging.Formatter(TEXT_FORMAT)
+    return TextFormatter(TEXT_FORMAT)
 
 
 def configure_logging(app: Flask) -> None:
