@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from . import queueing
+from . import ingest, queueing
 from .config import PROJECT_ROOT, Config, ConfigError, config_class
 from .extensions import db, migrate
 from .logging_setup import configure_logging
@@ -44,6 +44,7 @@ def create_app(
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     queueing.init_app(app)
+    ingest.init_app(app)
     configure_logging(app)
 
     from . import cli

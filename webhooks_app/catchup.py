@@ -24,7 +24,6 @@ from .ingest import store_event
 from .models import EventStatus, Payment, WebhookEvent
 from .notifications import Notification
 from .pipeline import mercadopago_client
-from .processing import schedule_attempt
 from .timeutil import isoformat, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -96,12 +95,11 @@ def _create_event_if_behind(payment: dict, updated: datetime | None) -> int | No
         headers={},
         query={},
     )
-    event, created = store_event(notification)
-    if not created:
+    stored = store_event(notification)
+    if not stored.created:
         return None
-    schedule_attempt(event)
-    logger.info("event %s created by catch-up for payment %s", event.id, payment_id)
-    return event.id
+    logger.info("event %s created by catch-up for payment %s", stored.id, payment_id)
+    return stored.id
 
 
 def _cursor() -> datetime | None:

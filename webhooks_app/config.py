@@ -125,6 +125,9 @@ class Config:
     # Short Redis timeouts on the request path: a webhook must not hang while
     # Redis is down; the event is already committed and is picked up later.
     REDIS_SOCKET_TIMEOUT = _env_float("REDIS_SOCKET_TIMEOUT", 0.5)
+    # Most notifications one transaction stores when concurrent requests share it
+    # (ingest.EventWriter); a bound on how long a request can wait for others' rows.
+    INGEST_MAX_BATCH = int(_env_float("INGEST_MAX_BATCH", 64))
     RQ_QUEUE_NAME = _env("RQ_QUEUE_NAME", "webhooks")
     RQ_JOB_TIMEOUT = int(_env_float("RQ_JOB_TIMEOUT", 180))
     RQ_WORKER_CLASS = _env("RQ_WORKER_CLASS", "rq.worker.SimpleWorker")

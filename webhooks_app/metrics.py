@@ -53,6 +53,11 @@ PROCESSING_LATENCY = Histogram(
     "From receipt to the final status",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, float("inf")),
 )
+STORE_BATCH_SIZE = Histogram(
+    "webhook_store_batch_size",
+    "Notifications stored per transaction (group commit of concurrent requests)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, float("inf")),
+)
 API_CALLS = Histogram(
     "api_call_duration_seconds",
     "MercadoPago and GoHighLevel calls, by service and HTTP status (0 = no response)",

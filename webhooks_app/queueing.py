@@ -8,6 +8,7 @@ Redis is down when an event is stored or a retry is scheduled, the event stays
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,11 +78,30 @@ def _job_options(event_id: int, attempt: int, suffix: str = "") -> dict[str, Any
     }
 
 
+def enqueue_events(attempts: Sequence[tuple[int, int]], suffix: str = "") -> list[str]:
+    """Put attempts `(event_id, attempt)` on the queue now, in one Redis round trip.
+
+    Raises redis.RedisError when Redis is unreachable (then none is queued).
+    """
+    queue = get_queue()
+    jobs = [
+        Queue.prepare_data(
+            PROCESS_EVENT_JOB,
+            args=(event_id,),
+            timeout=current_app.config["RQ_JOB_TIMEOUT"],
+            **_job_options(event_id, attempt, suffix),
+        )
+        for event_id, attempt in attempts
+    ]
+    with queue.connection.pipeline() as pipeline:
+        queue.enqueue_many(jobs, pipeline=pipeline)
+        pipeline.execute()
+    return [job.job_id for job in jobs]
+
+
 def enqueue_event(event_id: int, attempt: int, suffix: str = "") -> str:
     """Put an attempt on the queue now. Raises redis.RedisError when Redis is unreachable."""
-    options = _job_options(event_id, attempt, suffix)
-    get_queue().enqueue(PROCESS_EVENT_JOB, event_id, **options)
-    return options["job_id"]
+    return enqueue_events([(event_id, attempt)], suffix)[0]
 
 
 def schedule_event(event_id: int, attempt: int, at: datetime, suffix: str = "") -> str:

@@ -9,12 +9,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..extensions import db
 from ..ingest import store_event
 from ..logging_setup import event_context
 from ..metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, type_label
 from ..notifications import InvalidNotification, parse_notification
-from ..processing import schedule_attempt
 from ..signatures import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
@@ -69,9 +67,8 @@ def receive_mercadopago() -> ResponseReturnValue:
             return reject(f"invalid signature: {exc}", 401, "signature", notification.type)
 
     try:
-        event, created = store_event(notification)
+        stored = store_event(notification)
     except SQLAlchemyError:
-        db.session.rollback()
         logger.exception("could not store notification %s", notification.webhook_id)
         # 5xx: MercadoPago keeps the notification and delivers it again later.
         return reject(
@@ -81,20 +78,21 @@ def receive_mercadopago() -> ResponseReturnValue:
             notification.type,
         )
 
-    payment_id = event.resource_id if event.type == "payment" else None
-    with event_context(event_id=event.id, webhook_id=event.webhook_id, payment_id=payment_id):
-        if not created:
-            WEBHOOKS_RECEIVED.labels(type_label(event.type), "duplicate").inc()
-            logger.info("event %s: duplicate delivery of %s", event.id, event.webhook_id)
-            return jsonify({"status": "duplicate", "event_id": event.id}), 200
-        queued = schedule_attempt(event)
-        WEBHOOKS_RECEIVED.labels(type_label(event.type), "accepted").inc()
+    payment_id = notification.resource_id if notification.type == "payment" else None
+    with event_context(
+        event_id=stored.id, webhook_id=notification.webhook_id, payment_id=payment_id
+    ):
+        if not stored.created:
+            WEBHOOKS_RECEIVED.labels(type_label(notification.type), "duplicate").inc()
+            logger.info("event %s: duplicate delivery of %s", stored.id, notification.webhook_id)
+            return jsonify({"status": "duplicate", "event_id": stored.id}), 200
+        WEBHOOKS_RECEIVED.labels(type_label(notification.type), "accepted").inc()
         logger.info(
             "event %s received: %s %s %s%s",
-            event.id,
-            event.source,
-            event.type,
-            event.resource_id,
-            "" if queued else "; not queued, stays pending",
+            stored.id,
+            notification.source,
+            notification.type,
+            notification.resource_id,
+            "" if stored.queued else "; not queued, stays pending",
         )
-    return jsonify({"status": "accepted", "event_id": event.id}), 200
+    return jsonify({"status": "accepted", "event_id": stored.id}), 200
