@@ -22,6 +22,8 @@ import hmac
 import json
 import multiprocessing
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -51,8 +53,24 @@ PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 CODE = ROOT
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-# gunicorn as in the Procfile's `web` line (the port is ours).
-GUNICORN_ARGS = ("--workers", "2", "--timeout", "30", "--access-logfile", "-")
+
+
+def procfile_gunicorn_args(procfile: Path = ROOT / "Procfile") -> tuple[str, ...]:
+    """gunicorn's settings from the Procfile's `web` line, `${VAR:-default}`s at their
+    defaults, without the app and `--bind` (the port is ours)."""
+    line = next(
+        line.split(":", 1)[1] for line in procfile.read_text().splitlines()
+        if line.startswith("web:")
+    )
+    words = shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", line))
+    args = words[words.index("wsgi:app") + 1 :]
+    if "--bind" in args:
+        del args[args.index("--bind") : args.index("--bind") + 2]
+    return tuple(args)
+
+
+# gunicorn as in the Procfile's `web` line.
+GUNICORN_ARGS = procfile_gunicorn_args()
 
 
 # --------------------------------------------------------------------------- output

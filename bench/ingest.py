@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--web-args",
         default=" ".join(GUNICORN_ARGS),
-        help="gunicorn settings for the service and variants (the ceiling keeps the Procfile's)",
+        help="gunicorn settings for the service and variants (default: the Procfile's)",
+    )
+    parser.add_argument(
+        "--ceiling-args",
+        default=" ".join(GUNICORN_ARGS),
+        help="gunicorn settings for the ceiling (default: the Procfile's)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the service's workers")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -129,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((result, ceiling.rate))
             return result, ceiling
 
-        bare = session.gunicorn("bare", "bare_app:app", base_env(session))
+        bare = session.gunicorn(
+            "bare", "bare_app:app", base_env(session), args=shlex.split(args.ceiling_args)
+        )
         loader.closed(bare, "warm-up", 1.0)
         log("ceiling: calibration")
         calibration = merge(
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# Ingestion benchmark\n\n{note}\n")
     print(
-        f"ceiling: gunicorn {' '.join(GUNICORN_ARGS)}; service and variants: "
+        f"ceiling: gunicorn {args.ceiling_args}; service and variants: "
         f"gunicorn {' '.join(web_args)}; closed loop: "
         f"{'wrk' if use_wrk else 'python asyncio'}, {args.connections} connections, "
         f"{args.slices} slices of {args.slice:g}s per target, alternating with slices of the "
