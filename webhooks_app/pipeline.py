@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from redis import RedisError
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -120,10 +120,15 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
 def upsert_payment(data: dict[str, Any]) -> Payment:
     """Insert or update the payment from MercadoPago's data; never go back in time.
 
-    Leaves the transaction open: the caller commits (with whatever else belongs to it).
+    One `INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING` statement: the unique
+    constraint decides who creates the row when two workers race, and the WHERE keeps
+    a row whose `mp_date_last_updated` is newer than ours (then nothing is returned and
+    the stored row is read instead). Leaves the transaction open: the caller commits
+    (with whatever else belongs to it).
     """
     mp_payment_id = str(data["id"])
     payer = data.get("payer") or {}
+    now = utcnow()
     values = {
         "status": data.get("status"),
         "status_detail": data.get("status_detail"),
@@ -133,26 +138,28 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
         "external_reference": data.get("external_reference"),
         "mp_date_last_updated": parse_iso(data.get("date_last_updated")),
         "raw": data,
+        "updated_at": now,
     }
     insert = INSERTS[db.session.get_bind().dialect.name]
-    # The unique constraint decides who creates the row when two workers race.
-    db.session.execute(
-        insert(Payment)
-        .values(mp_payment_id=mp_payment_id, created_at=utcnow(), updated_at=utcnow(), **values)
-        .on_conflict_do_nothing(index_elements=["mp_payment_id"])
-    )
-    condition = Payment.mp_payment_id == mp_payment_id
+    statement = insert(Payment).values(mp_payment_id=mp_payment_id, created_at=now, **values)
+    newer_or_same = None
     if values["mp_date_last_updated"] is not None:
-        condition &= or_(
+        newer_or_same = or_(
             Payment.mp_date_last_updated.is_(None),
-            Payment.mp_date_last_updated <= values["mp_date_last_updated"],
+            Payment.mp_date_last_updated <= statement.excluded.mp_date_last_updated,
         )
-    db.session.execute(
-        update(Payment)
-        .where(condition)
-        .values(updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Payment.mp_payment_id],
+        set_={name: statement.excluded[name] for name in values},
+        where=newer_or_same,
     )
+    # populate_existing: a Payment already in the session takes the values just written.
+    payment = db.session.scalars(
+        statement.returning(Payment), execution_options={"populate_existing": True}
+    ).one_or_none()
+    if payment is not None:
+        return payment
+    # Our read is older than the stored row, which stays as it is.
     return db.session.scalars(
         select(Payment)
         .where(Payment.mp_payment_id == mp_payment_id)
