@@ -68,6 +68,35 @@ def test_process_successfully(app, client, sandbox):
     assert mp_call["path"] == f"/v1/payments/{payment['id']}"
 
 
+def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
+    """Claim + attempt row; payment + link; then attempt, event and the payment's GHL
+    fields together: three commits on one pooled connection, given back after the job."""
+    payment, event_id = receive(client, sandbox, status="approved")
+    db.session.remove()
+    counts = {"checkout": 0, "commit": 0}
+
+    def checkout(*_args) -> None:
+        counts["checkout"] += 1
+
+    def commit(*_args) -> None:
+        counts["commit"] += 1
+
+    sa_event.listen(db.engine, "checkout", checkout)
+    sa_event.listen(db.engine, "commit", commit)
+    try:
+        assert process_event(event_id) == EventStatus.SUCCESS
+    finally:
+        sa_event.remove(db.engine, "checkout", checkout)
+        sa_event.remove(db.engine, "commit", commit)
+    assert counts == {"checkout": 1, "commit": 3}
+    assert db.engine.pool.checkedout() == 0
+    stored = event(event_id)
+    (attempt,) = stored.attempt_log
+    assert (stored.status, attempt.outcome) == (EventStatus.SUCCESS, AttemptOutcome.SUCCESS)
+    assert stored.payment.ghl_contact_id == sandbox.state.contacts()[0]["id"]
+    assert stored.payment.tags_applied == ["mp-payment-approved"]
+
+
 @pytest.mark.parametrize(
     ("status", "tag"), [("rejected", "mp-payment-rejected"), ("refunded", "mp-payment-refunded")]
 )

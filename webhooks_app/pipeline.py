@@ -70,7 +70,9 @@ def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) 
     """Process one event; return its final status (success or ignored). Raises on failure.
 
     `renew_lease` is called between steps (and while waiting for a GHL slot) so
-    that a long attempt keeps its claim.
+    that a long attempt keeps its claim. The payment is committed before the GHL
+    calls (no transaction stays open across them); what those calls change on it
+    is left for the caller to commit with the attempt's outcome.
     """
     if event.type != "payment":
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
@@ -168,7 +170,11 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
 
 
 def sync_contact(payment: Payment, renew_lease: Callable[[], None] = _no_op) -> None:
-    """Upsert the payer as a GHL contact and tag them with the payment's current status."""
+    """Upsert the payer as a GHL contact and tag them with the payment's current status.
+
+    Sets the payment's GHL fields without committing: the caller records them with
+    the attempt's success, in one transaction.
+    """
     if not payment.payer_email:
         logger.info("payment %s has no payer e-mail; GoHighLevel skipped", payment.mp_payment_id)
         return
@@ -192,7 +198,6 @@ def sync_contact(payment: Payment, renew_lease: Callable[[], None] = _no_op) -> 
             tags.append(tag)
     payment.ghl_contact_id = contact_id
     payment.tags_applied = tags
-    db.session.commit()
 
 
 def _decimal(value: Any) -> Decimal | None:
