@@ -7,6 +7,7 @@ GHL contact is upserted by e-mail, and adding a tag twice keeps one tag.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from redis import RedisError
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -119,6 +120,41 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
             time.sleep(pause)
 
 
+# The columns an upsert writes (on insert also mp_payment_id and created_at).
+PAYMENT_FIELDS = (
+    "status",
+    "status_detail",
+    "amount",
+    "currency",
+    "payer_email",
+    "external_reference",
+    "mp_date_last_updated",
+    "raw",
+    "updated_at",
+)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """The payment upsert for `dialect`, built once: building it (the `excluded` alias,
+    the coercions) cost more CPU than executing it. Values are bound at execution."""
+    insert = INSERTS[dialect]
+    # Bind names must differ from the column names (SQLAlchemy reserves those).
+    names = ("mp_payment_id", "created_at", *PAYMENT_FIELDS)
+    statement = insert(Payment).values({name: bindparam(f"new_{name}") for name in names})
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[Payment.mp_payment_id],
+        set_={name: excluded[name] for name in PAYMENT_FIELDS},
+        # Never go back in time; a read without a date (or a row without one) is taken as is.
+        where=or_(
+            excluded.mp_date_last_updated.is_(None),
+            Payment.mp_date_last_updated.is_(None),
+            Payment.mp_date_last_updated <= excluded.mp_date_last_updated,
+        ),
+    ).returning(Payment)
+
+
 def upsert_payment(data: dict[str, Any]) -> Payment:
     """Insert or update the payment from MercadoPago's data; never go back in time.
 
@@ -132,6 +168,8 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
     payer = data.get("payer") or {}
     now = utcnow()
     values = {
+        "mp_payment_id": mp_payment_id,
+        "created_at": now,
         "status": data.get("status"),
         "status_detail": data.get("status_detail"),
         "amount": _decimal(data.get("transaction_amount")),
@@ -142,22 +180,12 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
         "raw": data,
         "updated_at": now,
     }
-    insert = INSERTS[db.session.get_bind().dialect.name]
-    statement = insert(Payment).values(mp_payment_id=mp_payment_id, created_at=now, **values)
-    newer_or_same = None
-    if values["mp_date_last_updated"] is not None:
-        newer_or_same = or_(
-            Payment.mp_date_last_updated.is_(None),
-            Payment.mp_date_last_updated <= statement.excluded.mp_date_last_updated,
-        )
-    statement = statement.on_conflict_do_update(
-        index_elements=[Payment.mp_payment_id],
-        set_={name: statement.excluded[name] for name in values},
-        where=newer_or_same,
-    )
+    statement = _upsert_statement(db.session.get_bind().dialect.name)
     # populate_existing: a Payment already in the session takes the values just written.
     payment = db.session.scalars(
-        statement.returning(Payment), execution_options={"populate_existing": True}
+        statement,
+        {f"new_{name}": value for name, value in values.items()},
+        execution_options={"populate_existing": True},
     ).one_or_none()
     if payment is not None:
         return payment
