@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from rq.job import Job
+from sqlalchemy import event as sa_event
 
 from webhooks_app.extensions import db
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
@@ -18,6 +19,9 @@ from webhooks_app.timeutil import utcnow
 from conftest import drain, make_app, post_webhook, run_worker
 
 pytestmark = pytest.mark.timeout(60)
+
+AT_11 = "2026-11-29T11:00:00.000-04:00"
+AT_12 = "2026-11-29T12:00:00.000-04:00"
 
 
 def receive(client, sandbox, **payment_fields) -> tuple[dict, int]:
@@ -62,6 +66,35 @@ def test_process_successfully(app, client, sandbox):
     # The MercadoPago call carried the access token.
     (mp_call,) = sandbox.state.calls(api="mercadopago")
     assert mp_call["path"] == f"/v1/payments/{payment['id']}"
+
+
+def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
+    """Claim + attempt row; payment + link; then attempt, event and the payment's GHL
+    fields together: three commits on one pooled connection, given back after the job."""
+    payment, event_id = receive(client, sandbox, status="approved")
+    db.session.remove()
+    counts = {"checkout": 0, "commit": 0}
+
+    def checkout(*_args) -> None:
+        counts["checkout"] += 1
+
+    def commit(*_args) -> None:
+        counts["commit"] += 1
+
+    sa_event.listen(db.engine, "checkout", checkout)
+    sa_event.listen(db.engine, "commit", commit)
+    try:
+        assert process_event(event_id) == EventStatus.SUCCESS
+    finally:
+        sa_event.remove(db.engine, "checkout", checkout)
+        sa_event.remove(db.engine, "commit", commit)
+    assert counts == {"checkout": 1, "commit": 3}
+    assert db.engine.pool.checkedout() == 0
+    stored = event(event_id)
+    (attempt,) = stored.attempt_log
+    assert (stored.status, attempt.outcome) == (EventStatus.SUCCESS, AttemptOutcome.SUCCESS)
+    assert stored.payment.ghl_contact_id == sandbox.state.contacts()[0]["id"]
+    assert stored.payment.tags_applied == ["mp-payment-approved"]
 
 
 @pytest.mark.parametrize(
@@ -221,6 +254,49 @@ def test_older_payment_data_never_overwrites_newer(app):
         "date_last_updated": "2026-11-29T13:00:00.000-04:00",
     }
     assert upsert_payment(newest).status == "charged_back"
+    assert db.session.query(Payment).count() == 1
+
+
+def test_payment_upsert_is_one_statement_and_keeps_the_newest(app):
+    """One INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING per upsert, on both databases:
+    equal or newer data wins, older data and its RETURNING of nothing leave the row alone."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:
+        statements.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        first = upsert_payment({"id": 7, "status": "approved", "date_last_updated": AT_11})
+        assert len(statements) == 1 and "ON CONFLICT" in statements[0]
+        db.session.commit()
+        statements.clear()
+        assert upsert_payment({"id": 7, "status": "refunded", "date_last_updated": AT_12}) is first
+        assert len(statements) == 1 and first.status == "refunded"  # the loaded row is refreshed
+        statements.clear()
+        older = upsert_payment({"id": 7, "status": "pending", "date_last_updated": AT_11})
+        # Nothing returned (the WHERE kept the newer row): the stored row is read instead.
+        assert len(statements) == 2 and older.status == "refunded"
+        same = upsert_payment({"id": 7, "status": "charged_back", "date_last_updated": AT_12})
+        assert same.status == "charged_back"  # the same date: MercadoPago's latest read wins
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", record)
+    db.session.commit()
+    db.session.expire_all()
+    row = db.session.query(Payment).one()
+    assert (row.status, row.mp_date_last_updated) == ("charged_back", datetime(2026, 11, 29, 16))
+    assert row.created_at <= row.updated_at
+
+
+def test_payment_upsert_without_dates_takes_the_latest_read(app):
+    upsert_payment({"id": 8, "status": "pending"})
+    assert upsert_payment({"id": 8, "status": "approved"}).status == "approved"
+    # A stored row without a date is overwritten by a dated read, and the other way round.
+    assert upsert_payment({"id": 8, "status": "refunded", "date_last_updated": AT_11}).status == (
+        "refunded"
+    )
+    assert upsert_payment({"id": 8, "status": "cancelled"}).status == "cancelled"
+    db.session.commit()
     assert db.session.query(Payment).count() == 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import random
 import re
 import socket
@@ -712,6 +714,71 @@ def test_server_stop_releases_the_port() -> None:
         requests.get(f"{url}/_sandbox/health", timeout=TIMEOUT)
     with pytest.raises(RuntimeError):
         _ = server.url
+
+
+def _connection(server: SandboxServer) -> http.client.HTTPConnection:
+    host, port = server.url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+
+
+def test_connections_are_kept_alive_with_faults_too(sandbox: SandboxServer) -> None:
+    """Like the real APIs, one connection serves call after call, injected faults and
+    delays included (the service's `requests` sessions reuse it)."""
+    payment_id = str(sandbox.state.add_payment()["id"])
+    sandbox.state.set_fault(MERCADOPAGO, payment_id, status=500, times=1)
+    sandbox.state.set_fault(GOHIGHLEVEL, "*", status=429, retry_after=2, times=1)
+    sandbox.state.set_fault(GOHIGHLEVEL, "ghl@example.com", status=0, delay=0.2, times=1)
+    connection = _connection(sandbox)
+    calls = [
+        ("GET", f"/v1/payments/{payment_id}", None, MP_AUTH),
+        ("GET", f"/v1/payments/{payment_id}", None, MP_AUTH),
+        ("POST", "/contacts/upsert", {"locationId": LOCATION, "email": "a@example.com"}),
+        ("POST", "/contacts/upsert", {"locationId": LOCATION, "email": "ghl@example.com"}),
+    ]
+    statuses, sockets = [], set()
+    try:
+        for method, path, body, *headers in calls:
+            headers = headers[0] if headers else {**GHL_HEADERS, "Content-Type": "application/json"}
+            data = json.dumps(body) if body is not None else None
+            connection.request(method, path, body=data, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            assert not response.will_close and response.getheader("Connection") != "close"
+            statuses.append(response.status)
+            sockets.add(id(connection.sock))
+    finally:
+        connection.close()
+    assert statuses == [500, 200, 429, 201]
+    assert len(sockets) == 1
+    outcomes = [call["outcome"] for call in sandbox.state.calls()]
+    assert outcomes == ["fault", "ok", "fault", "delayed"]
+
+
+def test_a_client_that_gives_up_on_a_delay_gets_a_new_connection(sandbox: SandboxServer) -> None:
+    payment_id = str(sandbox.state.add_payment()["id"])
+    sandbox.state.set_fault(MERCADOPAGO, payment_id, status=0, delay=1.0, times=1)
+    url = f"{sandbox.url}/v1/payments/{payment_id}"
+    with requests.Session() as session:
+        with pytest.raises(requests.ReadTimeout):
+            session.get(url, headers=MP_AUTH, timeout=0.2)
+        # The abandoned connection is not reused for the next call.
+        assert session.get(url, headers=MP_AUTH, timeout=TIMEOUT).status_code == 200
+
+
+def test_stop_closes_kept_alive_connections() -> None:
+    """A stopped sandbox is down for every client, even one holding a connection."""
+    server = SandboxServer().start()
+    connection = _connection(server)
+    try:
+        connection.request("GET", "/_sandbox/health")
+        assert connection.getresponse().read()
+        server.stop()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            connection.request("GET", "/_sandbox/health")
+            connection.getresponse().read()
+    finally:
+        connection.close()
+        server.stop()
 
 
 def _free_port() -> int:

@@ -7,6 +7,7 @@ GHL contact is upserted by e-mail, and adding a tag twice keeps one tag.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from redis import RedisError
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -70,7 +71,9 @@ def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) 
     """Process one event; return its final status (success or ignored). Raises on failure.
 
     `renew_lease` is called between steps (and while waiting for a GHL slot) so
-    that a long attempt keeps its claim.
+    that a long attempt keeps its claim. The payment is committed before the GHL
+    calls (no transaction stays open across them); what those calls change on it
+    is left for the caller to commit with the attempt's outcome.
     """
     if event.type != "payment":
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
@@ -117,14 +120,56 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
             time.sleep(pause)
 
 
+# The columns an upsert writes (on insert also mp_payment_id and created_at).
+PAYMENT_FIELDS = (
+    "status",
+    "status_detail",
+    "amount",
+    "currency",
+    "payer_email",
+    "external_reference",
+    "mp_date_last_updated",
+    "raw",
+    "updated_at",
+)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """The payment upsert for `dialect`, built once: building it (the `excluded` alias,
+    the coercions) cost more CPU than executing it. Values are bound at execution."""
+    insert = INSERTS[dialect]
+    # Bind names must differ from the column names (SQLAlchemy reserves those).
+    names = ("mp_payment_id", "created_at", *PAYMENT_FIELDS)
+    statement = insert(Payment).values({name: bindparam(f"new_{name}") for name in names})
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[Payment.mp_payment_id],
+        set_={name: excluded[name] for name in PAYMENT_FIELDS},
+        # Never go back in time; a read without a date (or a row without one) is taken as is.
+        where=or_(
+            excluded.mp_date_last_updated.is_(None),
+            Payment.mp_date_last_updated.is_(None),
+            Payment.mp_date_last_updated <= excluded.mp_date_last_updated,
+        ),
+    ).returning(Payment)
+
+
 def upsert_payment(data: dict[str, Any]) -> Payment:
     """Insert or update the payment from MercadoPago's data; never go back in time.
 
-    Leaves the transaction open: the caller commits (with whatever else belongs to it).
+    One `INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING` statement: the unique
+    constraint decides who creates the row when two workers race, and the WHERE keeps
+    a row whose `mp_date_last_updated` is newer than ours (then nothing is returned and
+    the stored row is read instead). Leaves the transaction open: the caller commits
+    (with whatever else belongs to it).
     """
     mp_payment_id = str(data["id"])
     payer = data.get("payer") or {}
+    now = utcnow()
     values = {
+        "mp_payment_id": mp_payment_id,
+        "created_at": now,
         "status": data.get("status"),
         "status_detail": data.get("status_detail"),
         "amount": _decimal(data.get("transaction_amount")),
@@ -133,26 +178,18 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
         "external_reference": data.get("external_reference"),
         "mp_date_last_updated": parse_iso(data.get("date_last_updated")),
         "raw": data,
+        "updated_at": now,
     }
-    insert = INSERTS[db.session.get_bind().dialect.name]
-    # The unique constraint decides who creates the row when two workers race.
-    db.session.execute(
-        insert(Payment)
-        .values(mp_payment_id=mp_payment_id, created_at=utcnow(), updated_at=utcnow(), **values)
-        .on_conflict_do_nothing(index_elements=["mp_payment_id"])
-    )
-    condition = Payment.mp_payment_id == mp_payment_id
-    if values["mp_date_last_updated"] is not None:
-        condition &= or_(
-            Payment.mp_date_last_updated.is_(None),
-            Payment.mp_date_last_updated <= values["mp_date_last_updated"],
-        )
-    db.session.execute(
-        update(Payment)
-        .where(condition)
-        .values(updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    )
+    statement = _upsert_statement(db.session.get_bind().dialect.name)
+    # populate_existing: a Payment already in the session takes the values just written.
+    payment = db.session.scalars(
+        statement,
+        {f"new_{name}": value for name, value in values.items()},
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    if payment is not None:
+        return payment
+    # Our read is older than the stored row, which stays as it is.
     return db.session.scalars(
         select(Payment)
         .where(Payment.mp_payment_id == mp_payment_id)
@@ -161,7 +198,11 @@ def upsert_payment(data: dict[str, Any]) -> Payment:
 
 
 def sync_contact(payment: Payment, renew_lease: Callable[[], None] = _no_op) -> None:
-    """Upsert the payer as a GHL contact and tag them with the payment's current status."""
+    """Upsert the payer as a GHL contact and tag them with the payment's current status.
+
+    Sets the payment's GHL fields without committing: the caller records them with
+    the attempt's success, in one transaction.
+    """
     if not payment.payer_email:
         logger.info("payment %s has no payer e-mail; GoHighLevel skipped", payment.mp_payment_id)
         return
@@ -185,7 +226,6 @@ def sync_contact(payment: Payment, renew_lease: Callable[[], None] = _no_op) -> 
             tags.append(tag)
     payment.ghl_contact_id = contact_id
     payment.tags_applied = tags
-    db.session.commit()
 
 
 def _decimal(value: Any) -> Decimal | None:

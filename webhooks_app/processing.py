@@ -25,7 +25,7 @@ from rq import get_current_job
 from sqlalchemy import or_, select, update
 
 from . import queueing
-from .extensions import db
+from .extensions import PINNED_CONNECTION, db
 from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, EVENTS_FINISHED, PROCESSING_LATENCY
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
@@ -45,11 +45,31 @@ PAYMENT_BUSY_DELAY = 2.0
 def process_event(event_id: int) -> str:
     """RQ job: run one attempt for an event if it is due. Returns the event's status after."""
     try:
-        with event_context(event_id=event_id):
+        with event_context(event_id=event_id), job_session():
             return run_attempt(event_id)
     finally:
         # Worker processes reuse one app context: never carry a session across jobs.
         db.session.remove()
+
+
+@contextmanager
+def job_session() -> Iterator[None]:
+    """Give the block a fresh session on one connection, whose objects survive commits.
+
+    One checkout (and so one pre-ping) for the job's few transactions instead of one
+    each; and no re-SELECT of the event, attempt and payment after every commit: the
+    job knows what it wrote, and what others may change (the event's status and
+    counters) is read again explicitly, with `populate_existing`.
+    """
+    db.session.remove()
+    with db.engine.connect() as connection:
+        session = db.session()
+        session.info[PINNED_CONNECTION] = connection
+        session.expire_on_commit = False
+        try:
+            yield
+        finally:
+            db.session.remove()  # before the connection goes back to the pool
 
 
 def run_attempt(event_id: int) -> str:
@@ -194,6 +214,8 @@ def _transition(event_id: int, attempt_number: int, *conditions: Any, **values: 
 
 
 def _record_success(event_id: int, attempt_id: int, status: str) -> str:
+    """Finish the attempt and the event in one transaction, with what the pipeline left
+    uncommitted (the payment's GoHighLevel fields)."""
     now = utcnow()
     attempt = db.session.get(WebhookAttempt, attempt_id)
     outcome = AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED
@@ -207,11 +229,12 @@ def _record_success(event_id: int, attempt_id: int, status: str) -> str:
         last_error=None,
     )
     db.session.commit()
-    event = db.session.get(WebhookEvent, event_id, populate_existing=True)
-    if owned:
-        count_final(event)
-        logger.info("event %s attempt %s: %s", event_id, attempt.number, status)
-    return event.status
+    if not owned:
+        return db.session.get(WebhookEvent, event_id, populate_existing=True).status
+    # received_at never changes: the event as loaded for this attempt has it.
+    count_final(status, db.session.get(WebhookEvent, event_id).received_at, now)
+    logger.info("event %s attempt %s: %s", event_id, attempt.number, status)
+    return status
 
 
 def _record_failure(event_id: int, attempt_id: int, exc: Exception) -> str:
@@ -266,7 +289,7 @@ def fail_attempt(
     if not owned:
         return event.status
     if event.status == EventStatus.FAILED:
-        count_final(event)
+        count_final(event.status, event.received_at, event.processed_at)
         reason = "not retryable" if not retryable else "retries exhausted"
         logger.error(
             "event %s attempt %s failed (%s), dead-lettered: %s",
@@ -420,11 +443,11 @@ def _finish_attempt(attempt: WebhookAttempt, now: datetime, outcome: str) -> Non
     ATTEMPTS.labels(outcome).inc()
 
 
-def count_final(event: WebhookEvent) -> None:
+def count_final(status: str, received_at: datetime | None, processed_at: datetime | None) -> None:
     """Metrics for an event that just reached its final status."""
-    EVENTS_FINISHED.labels(event.status).inc()
-    if event.processed_at and event.received_at:
-        PROCESSING_LATENCY.observe((event.processed_at - event.received_at).total_seconds())
+    EVENTS_FINISHED.labels(status).inc()
+    if processed_at and received_at:
+        PROCESSING_LATENCY.observe((processed_at - received_at).total_seconds())
 
 
 def _lease() -> timedelta:

@@ -6,9 +6,8 @@ import argparse
 import logging
 import sys
 
-from werkzeug.serving import make_server
-
 from .app import create_sandbox_app
+from .server import make_sandbox_server
 from .state import SandboxState
 
 logger = logging.getLogger("webhooks_app.sandbox")
@@ -44,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate_limit:
         requests, _, seconds = args.rate_limit.partition("/")
         state.set_rate_limit(int(requests), float(seconds or 10))
-    # werkzeug's request handler logs every request on the "werkzeug" logger.
-    server = make_server(args.host, args.port, create_sandbox_app(state), threaded=True)
-    logger.info("sandbox listening on http://%s:%s", args.host, server.server_port)
+    # Keeps connections alive, like the real APIs (see server.py); each API call is
+    # logged by the app itself (sandbox/gate.py).
+    server = make_sandbox_server(create_sandbox_app(state), args.host, args.port)
+    logger.info("sandbox listening on http://%s:%s", args.host, server.effective_port)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("sandbox stopping")
+        server.run()  # returns on Ctrl-C, having stopped its threads
     finally:
-        server.server_close()
+        logger.info("sandbox stopping")
+        server.close()
     return 0
 
 

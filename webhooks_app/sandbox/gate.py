@@ -85,6 +85,10 @@ def _log_api_call(response: Response) -> Response:
     outcome = g.get("sandbox_outcome", "ok")
     if outcome in ("ok", "delayed") and response.status_code >= 400:
         outcome = "error"  # the imitated API itself refused the call (401, 404, 422...)
+    # The access log (the server, waitress, keeps none).
+    logger.info(
+        "%s %s %s -> %s (%s)", api, request.method, request.path, response.status_code, outcome
+    )
     get_state().record_call(
         api=api,
         method=request.method,
