@@ -17,8 +17,6 @@ from typing import Any, TypeVar
 from flask import current_app
 from redis import RedisError
 from sqlalchemy import bindparam, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .config import parse_rate_limit
 from .extensions import db
@@ -27,11 +25,11 @@ from .models import EventStatus, Payment, WebhookEvent
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
 from .services import GoHighLevelClient, MercadoPagoClient, RateLimitedError
+from .sql import INSERTS
 from .timeutil import parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
 
-INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 T = TypeVar("T")
 
 
