@@ -90,7 +90,10 @@ class SandboxServer:
             return
         # The socket map belongs to the server's loop thread: close it from there, which
         # also ends the loop (it runs while the map has sockets).
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        try:
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        except OSError:  # the loop has already ended and closed its trigger (seen in CI)
+            wasyncore.close_all(server._map, ignore_all=True)
         if thread is not None:
             thread.join(timeout=5)
         server.task_dispatcher.shutdown(timeout=1)
