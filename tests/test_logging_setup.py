@@ -5,10 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import pytest
 
-from webhooks_app.logging_setup import EventFieldsFilter, event_context, make_formatter
+from webhooks_app.logging_setup import (
+    BackgroundHandler,
+    EventFieldsFilter,
+    event_context,
+    make_formatter,
+)
 
 from conftest import post_webhook, run_worker
 
@@ -86,3 +92,57 @@ def test_a_formatter_shared_by_two_handlers_writes_the_same_line_to_both(kind):
     assert first == second and "once formatted" in first and "event_id" in first
     if kind == "json":
         assert "_formatted" not in json.loads(first)
+
+
+@pytest.fixture
+def background_log(tmp_path):
+    """A logger writing to a file through a BackgroundHandler, as configure_logging sets it up."""
+    path = tmp_path / "background.log"
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(make_formatter("text"))
+    background = BackgroundHandler([file_handler])
+    background.addFilter(EventFieldsFilter())
+    logger = logging.getLogger("webhooks_app.test_background")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(background)
+    yield logger, background, path
+    logger.removeHandler(background)
+    background.stop()
+    file_handler.close()
+
+
+def test_background_lines_keep_the_callers_event_fields_and_arguments(background_log):
+    logger, background, path = background_log
+    values = ["before"]
+    with event_context(event_id=11, webhook_id="mp:11"):
+        logger.info("values %s", values)
+    values[0] = "after"  # the writer thread may run later: the line must not see this
+    background.stop()  # drains the queue
+    line = path.read_text()
+    assert "[event_id=11 webhook_id=mp:11] values ['before']" in line
+    assert background.listener._thread is None  # the writer thread has ended
+
+
+def test_after_stop_lines_are_written_at_once(background_log):
+    logger, background, path = background_log
+    background.stop()
+    logger.warning("late")
+    assert "WARNING" in path.read_text() and "late" in path.read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_its_lines_before_os_exit(background_log):
+    """RQ's forking worker runs each job in a child that leaves with os._exit."""
+    logger, background, path = background_log
+    pid = os.fork()
+    if pid == 0:  # the child: no writer thread here
+        try:
+            logger.info("from the child %s", os.getpid())
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    logger.info("from the parent")
+    background.stop()
+    text = path.read_text()
+    assert f"from the child {pid}" in text and "from the parent" in text
