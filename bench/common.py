@@ -59,7 +59,8 @@ def procfile_gunicorn_args(procfile: Path = ROOT / "Procfile") -> tuple[str, ...
     """gunicorn's settings from the Procfile's `web` line, `${VAR:-default}`s at their
     defaults, without the app and `--bind` (the port is ours)."""
     line = next(
-        line.split(":", 1)[1] for line in procfile.read_text().splitlines()
+        line.split(":", 1)[1]
+        for line in procfile.read_text().splitlines()
         if line.startswith("web:")
     )
     words = shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", line))

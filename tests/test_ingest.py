@@ -71,10 +71,16 @@ def writes_blocked() -> Iterator[None]:
         connection.invalidate()  # not back to the pool: its settings were changed
 
 
-def store_in_threads(
+def store_as_one_batch(
     app: Flask, notifications: list[Notification]
-) -> tuple[list[threading.Thread], list[StoredEvent | BaseException | None]]:
-    """Start one thread per notification, each storing it as a request would."""
+) -> list[StoredEvent | BaseException | None]:
+    """Store each notification from its own thread, as concurrent requests would.
+
+    The table is locked meanwhile, so the first request leads and waits with its
+    own row while all the others queue behind it: they are stored together next.
+    Returns each one's outcome (a StoredEvent, or the exception it raised).
+    """
+    writer: EventWriter = app.extensions["event_writer"]
     results: list[StoredEvent | BaseException | None] = [None] * len(notifications)
 
     def store(index: int) -> None:
@@ -84,12 +90,14 @@ def store_in_threads(
             except Exception as exc:  # noqa: BLE001 - handed back to the test to check
                 results[index] = exc
 
-    threads = [
-        threading.Thread(target=store, args=(index,)) for index in range(len(notifications))
-    ]
+    threads = [threading.Thread(target=store, args=(i,)) for i in range(len(notifications))]
+    with writes_blocked():
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(writer._queue) == len(notifications) - 1)
     for thread in threads:
-        thread.start()
-    return threads, results
+        thread.join(timeout=30)
+    return results
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -115,18 +123,11 @@ def test_a_redelivery_returns_the_stored_event_and_queues_nothing(app):
 
 
 def test_concurrent_requests_share_one_transaction(app):
-    writer: EventWriter = app.extensions["event_writer"]
     notifications = [make_notification() for _ in range(12)]
     # The second copy of one notification arrives in the same batch as the first.
     notifications.append(notifications[5])
     with commits_counted(app) as commits:
-        with writes_blocked():
-            threads, results = store_in_threads(app, notifications)
-            # The first request leads and waits for the lock with its own row; the
-            # others queue behind it.
-            wait_until(lambda: len(writer._queue) == len(notifications) - 1)
-        for thread in threads:
-            thread.join(timeout=30)
+        results = store_as_one_batch(app, notifications)
 
     assert all(isinstance(result, StoredEvent) for result in results), results
     assert len(commits) == 2  # the leader's own row, then everybody else's
@@ -142,15 +143,9 @@ def test_concurrent_requests_share_one_transaction(app):
 
 
 def test_one_bad_notification_does_not_fail_the_rest_of_its_batch(app):
-    writer: EventWriter = app.extensions["event_writer"]
     good = [make_notification() for _ in range(4)]
     bad = make_notification(type=None)  # NOT NULL: the database refuses it
-    notifications = [good[0], good[1], bad, good[2], good[3]]
-    with writes_blocked():
-        threads, results = store_in_threads(app, notifications)
-        wait_until(lambda: len(writer._queue) == len(notifications) - 1)
-    for thread in threads:
-        thread.join(timeout=30)
+    results = store_as_one_batch(app, [good[0], good[1], bad, good[2], good[3]])
 
     failed = [r for r in results if not isinstance(r, StoredEvent)]
     assert len(failed) == 1 and results[2] is failed[0]
@@ -171,15 +166,9 @@ def test_with_redis_down_the_event_is_stored_pending_and_due(sandbox, app):
 @pytest.mark.parametrize("max_batch", [1, 3])
 def test_batches_never_exceed_the_configured_size(sandbox, app, max_batch):
     capped = make_app(sandbox, INGEST_MAX_BATCH=max_batch)
-    writer: EventWriter = capped.extensions["event_writer"]
     notifications = [make_notification() for _ in range(7)]
-    with capped.app_context():
-        with commits_counted(capped) as commits:
-            with writes_blocked():
-                threads, results = store_in_threads(capped, notifications)
-                wait_until(lambda: len(writer._queue) == len(notifications) - 1)
-            for thread in threads:
-                thread.join(timeout=30)
+    with capped.app_context(), commits_counted(capped) as commits:
+        results = store_as_one_batch(capped, notifications)
     assert all(isinstance(result, StoredEvent) and result.created for result in results)
     # The leader's own row, then the six others in batches of at most max_batch.
     assert len(commits) == 1 + -(-6 // max_batch)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from rq.job import Job
@@ -173,6 +175,45 @@ def test_database_down_answers_503(sandbox):
         response = post_webhook(app.test_client(), 5)
     assert response.status_code == 503
     assert "unable to store" in response.json["error"]
+
+
+@contextmanager
+def inserts_silently_skipped(webhook_id: str) -> Iterator[None]:
+    """A trigger makes the database drop this notification's row without an error."""
+    if db.engine.dialect.name == "sqlite":
+        create = [
+            "CREATE TRIGGER skip_row BEFORE INSERT ON webhook_events "
+            f"WHEN NEW.webhook_id = '{webhook_id}' BEGIN SELECT RAISE(IGNORE); END"
+        ]
+        drop = ["DROP TRIGGER skip_row"]
+    else:
+        create = [
+            "CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.webhook_id = '{webhook_id}' THEN RETURN NULL; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER skip_row BEFORE INSERT ON webhook_events "
+            "FOR EACH ROW EXECUTE FUNCTION skip_row()",
+        ]
+        drop = ["DROP TRIGGER skip_row ON webhook_events", "DROP FUNCTION skip_row()"]
+    with db.engine.begin() as connection:
+        for statement in create:
+            connection.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        with db.engine.begin() as connection:
+            for statement in drop:
+                connection.exec_driver_sql(statement)
+
+
+def test_a_row_the_database_drops_silently_answers_503(client, app, caplog):
+    """Neither stored nor found after the commit: not a 200, so MercadoPago sends it again."""
+    with inserts_silently_skipped("mp:77"):
+        response = post_webhook(client, 7, notification_id=77)
+    assert response.status_code == 503
+    assert "mp:77 was neither stored nor found" in caplog.text
+    assert "unable to store" in response.json["error"]
+    assert stored_events() == [] and get_queue(app).job_ids == []
+    assert post_webhook(client, 7, notification_id=77).status_code == 200  # the redelivery
 
 
 def test_redis_down_still_stores_and_answers_200(sandbox, app):

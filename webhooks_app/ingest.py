@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 EVENTS = WebhookEvent.__table__
 
 
+class NotStoredError(RuntimeError):
+    """The database accepted the batch but kept neither this notification nor an earlier copy
+    (a trigger skipped the row, or the copy was deleted meanwhile): answer 5xx, it comes again."""
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """The outcome of storing one notification."""
@@ -75,8 +80,8 @@ class EventWriter:
         self._writing = False
 
     def store(self, notification: Notification) -> StoredEvent:
-        """Commit the notification (or find its earlier copy); raise SQLAlchemyError if the
-        database cannot store it."""
+        """Commit the notification (or find its earlier copy); raise SQLAlchemyError or
+        NotStoredError if the database cannot store it."""
         request = _Request(notification)
         with self._mutex:
             self._queue.append(request)
@@ -181,8 +186,10 @@ def _insert(batch: list[_Request]) -> list[_Request]:
         elif webhook_id in inserted or webhook_id in found:
             event_id = inserted.get(webhook_id) or found[webhook_id]
             request.result = StoredEvent(event_id, created=False, queued=False)
-        else:  # neither inserted nor there: another constraint must have refused it
-            request.error = LookupError(f"notification {webhook_id} was neither stored nor found")
+        else:
+            request.error = NotStoredError(
+                f"notification {webhook_id} was neither stored nor found after the commit"
+            )
     return created
 
 
@@ -230,8 +237,8 @@ def init_app(app: Flask) -> None:
 def store_event(notification: Notification) -> StoredEvent:
     """Commit a notification and queue its first attempt; a redelivery returns the stored id.
 
-    Raises SQLAlchemyError when the database cannot store it (answer 5xx: the
-    sender delivers it again later). A Redis failure is not an error: the event
+    Raises SQLAlchemyError or NotStoredError when the database cannot store it
+    (answer 5xx: the sender delivers it again later). A Redis failure is not an error: the event
     is committed `pending`, due now, and the reconciler queues it.
     """
     return current_app.extensions["event_writer"].store(notification)

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..ingest import store_event
+from ..ingest import NotStoredError, store_event
 from ..logging_setup import event_context
 from ..metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, type_label
 from ..notifications import InvalidNotification, parse_notification
@@ -68,7 +68,7 @@ def receive_mercadopago() -> ResponseReturnValue:
 
     try:
         stored = store_event(notification)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, NotStoredError):
         logger.exception("could not store notification %s", notification.webhook_id)
         # 5xx: MercadoPago keeps the notification and delivers it again later.
         return reject(
