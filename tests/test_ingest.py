@@ -39,19 +39,20 @@ def make_notification(webhook_id: str | None = None, **fields) -> Notification:
 
 
 @contextmanager
-def commits_counted(app: Flask) -> Iterator[list[int]]:
-    """Count the COMMITs sent on the app's engine inside the block."""
-    counted: list[int] = []
+def inserts_counted(app: Flask) -> Iterator[list[str]]:
+    """Collect the INSERT statements sent on the app's engine inside the block."""
+    counted: list[str] = []
     engine = db.engine
 
-    def on_commit(_connection) -> None:
-        counted.append(1)
+    def on_execute(_connection, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            counted.append(statement)
 
-    event.listen(engine, "commit", on_commit)
+    event.listen(engine, "before_cursor_execute", on_execute)
     try:
         yield counted
     finally:
-        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", on_execute)
 
 
 @contextmanager
@@ -122,15 +123,15 @@ def test_a_redelivery_returns_the_stored_event_and_queues_nothing(app):
     assert get_queue(app).job_ids == [job_id(first.id, 1)]
 
 
-def test_concurrent_requests_share_one_transaction(app):
+def test_concurrent_requests_share_one_insert(app):
     notifications = [make_notification() for _ in range(12)]
     # The second copy of one notification arrives in the same batch as the first.
     notifications.append(notifications[5])
-    with commits_counted(app) as commits:
+    with inserts_counted(app) as inserts:
         results = store_as_one_batch(app, notifications)
 
     assert all(isinstance(result, StoredEvent) for result in results), results
-    assert len(commits) == 2  # the leader's own row, then everybody else's
+    assert len(inserts) == 2  # the leader's own row, then everybody else's
     by_webhook: dict[str, list[StoredEvent]] = {}
     for notification, result in zip(notifications, results, strict=True):
         by_webhook.setdefault(notification.webhook_id, []).append(result)
@@ -167,8 +168,29 @@ def test_with_redis_down_the_event_is_stored_pending_and_due(sandbox, app):
 def test_batches_never_exceed_the_configured_size(sandbox, app, max_batch):
     capped = make_app(sandbox, INGEST_MAX_BATCH=max_batch)
     notifications = [make_notification() for _ in range(7)]
-    with capped.app_context(), commits_counted(capped) as commits:
+    with capped.app_context(), inserts_counted(capped) as inserts:
         results = store_as_one_batch(capped, notifications)
     assert all(isinstance(result, StoredEvent) and result.created for result in results)
     # The leader's own row, then the six others in batches of at most max_batch.
-    assert len(commits) == 1 + -(-6 // max_batch)
+    assert len(inserts) == 1 + -(-6 // max_batch)
+
+
+def test_the_writers_connection_goes_back_to_the_pool_when_nobody_waits(app):
+    store_as_one_batch(app, [make_notification() for _ in range(5)])
+    assert db.engine.pool.checkedout() == 0
+    assert app.extensions["event_writer"]._connection is None
+
+
+def test_a_dead_kept_connection_is_replaced_without_failing_the_batch(app):
+    """What the pool's pre-ping does for a checkout, for the connection passed between writers."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("needs a server that can drop a connection")
+    writer: EventWriter = app.extensions["event_writer"]
+    kept = writer._connect()
+    with kept.begin():
+        pid = kept.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with db.engine.connect() as admin:
+        admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    stored = store_event(make_notification("mp:after-restart"))
+    assert stored.created and stored.queued
+    assert db.session.get(WebhookEvent, stored.id).webhook_id == "mp:after-restart"

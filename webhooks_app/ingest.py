@@ -5,8 +5,11 @@ request would make the database's round trips and its WAL flush the cost of
 every request, so the requests of one process share them (group commit): a
 request queues its notification; whichever request holds the writer's lock
 takes everything queued so far and stores it with one multi-row
-`INSERT … ON CONFLICT (webhook_id) DO NOTHING RETURNING` and one COMMIT, then
-queues the new events' jobs in one Redis round trip. The others, queued behind
+`INSERT … ON CONFLICT (webhook_id) DO NOTHING RETURNING`, then queues the new
+events' jobs in one Redis round trip. That one statement is its own transaction
+(autocommit: no BEGIN, no separate COMMIT), on a connection the writers pass
+on to each other while batches follow one another (no pool checkout and ping
+per batch): one round trip to the database per batch. The others, queued behind
 the lock meanwhile, find their notification stored and queued, and answer. Alone, a
 request simply stores its own: nothing waits for a batch to fill.
 """
@@ -21,7 +24,8 @@ from typing import Any
 from flask import Flask, current_app
 from redis import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from . import queueing
 from .extensions import db
@@ -78,6 +82,8 @@ class EventWriter:
         self._queue: list[_Request] = []
         self._mutex = threading.Lock()
         self._writing = False
+        # Only the request holding the pen uses it; back to the pool when nobody is queued.
+        self._connection: Connection | None = None
 
     def store(self, notification: Notification) -> StoredEvent:
         """Commit the notification (or find its earlier copy); raise SQLAlchemyError or
@@ -121,6 +127,7 @@ class EventWriter:
 
     def _hand_over(self) -> None:
         """Let the oldest queued request write the next batch, or note that nobody writes."""
+        idle: Connection | None = None
         with self._mutex:
             if self._queue:
                 successor = self._queue[0]
@@ -128,11 +135,14 @@ class EventWriter:
                 successor.wake.set()
             else:
                 self._writing = False
+                idle, self._connection = self._connection, None
+        if idle is not None:
+            idle.close()
 
     def _insert_or_split(self, batch: list[_Request]) -> list[_Request]:
         """Insert the batch; return the requests that created events."""
         try:
-            return _insert(batch)
+            return self._insert(batch)
         except SQLAlchemyError as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -144,16 +154,42 @@ class EventWriter:
                 created += self._insert_or_split([request])
             return created
 
+    def _insert(self, batch: list[_Request]) -> list[_Request]:
+        """Insert the batch on the kept connection; a failure drops that connection."""
+        try:
+            return _insert(self._connect(), batch)
+        except DBAPIError as exc:
+            self._drop_connection()
+            if not exc.connection_invalidated:
+                raise
+            # The kept connection had died (say the database restarted): once more on a
+            # new one, which the pool pings first.
+            return _insert(self._connect(), batch)
+        except BaseException:
+            self._drop_connection()  # in an unknown state: the next batch takes a new one
+            raise
 
-def _insert(batch: list[_Request]) -> list[_Request]:
-    """One transaction: insert the batch, look up the ids of the redeliveries."""
+    def _connect(self) -> Connection:
+        if self._connection is None:
+            self._connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _insert(connection: Connection, batch: list[_Request]) -> list[_Request]:
+    """Insert the batch with one statement, then look up the ids of the redeliveries."""
     STORE_BATCH_SIZE.observe(len(batch))
     first: dict[str, _Request] = {}  # a notification delivered twice in one batch
     for request in batch:
         first.setdefault(request.notification.webhook_id, request)
     now = utcnow()
     rows = [_row(request.notification, now) for request in first.values()]
-    with db.engine.begin() as connection:
+    # Autocommit: the INSERT is atomic and durable on its own; the SELECT reads committed rows.
+    with connection.begin():
         # The unique constraint decides between concurrent copies, also across processes.
         # executemany: SQLAlchemy sends one multi-row INSERT ("insertmanyvalues") from a
         # statement compiled once and cached, unlike `.values(rows)`.
