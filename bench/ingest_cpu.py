@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.db.split(",") if k.strip()]
 
@@ -219,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             summary,
         )
     )
+    if args.json:
+        args.json.write_text(json.dumps({"note": note, "rounds": rows, "summary": summary}))
     failed = sum(int(row[-1]) for row in summary)
     return 1 if failed else 0
 
