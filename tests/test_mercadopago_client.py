@@ -1,15 +1,19 @@
-"""Unit tests for MercadoPagoClient and the shared HTTP layer (HTTP stubbed with `responses`)."""
+"""Unit tests for MercadoPagoClient and the shared HTTP layer (HTTP stubbed with `responses`;
+proxies and dropped connections on real loopback sockets)."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import pickle
 import socket
 import threading
 import traceback
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -713,6 +717,103 @@ def test_a_dropped_connection_is_tried_once_on_a_real_socket() -> None:
         listener.close()
     assert accepted == 1
     assert_no_secret(info.value)
+
+
+# -- proxies and CA bundle from the environment ------------------------------
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+@contextmanager
+def recording_server() -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server answering every request with a payment; yields its URL and
+    the request lines it saw (a proxy gets the absolute URL, a server only the path)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.requestline)
+            body = json.dumps({"id": 42}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.timeout(20)
+def test_an_http_proxy_from_the_environment_is_used(clean_proxy_env: pytest.MonkeyPatch) -> None:
+    with recording_server() as (proxy_url, seen):
+        clean_proxy_env.setenv("HTTP_PROXY", proxy_url)
+        # `.invalid` never resolves: only the proxy can answer.
+        client = MercadoPagoClient(TOKEN, base_url="http://mp.invalid", timeout=5)
+        assert client.get_payment(42) == {"id": 42}
+    assert seen == ["GET http://mp.invalid/v1/payments/42 HTTP/1.1"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("no_proxy", "proxied"), [(None, True), ("127.0.0.1", False), ("localhost,127.0.0.1", False)]
+)
+def test_no_proxy_from_the_environment_is_honoured(
+    clean_proxy_env: pytest.MonkeyPatch, no_proxy: str | None, proxied: bool
+) -> None:
+    with recording_server() as (url, seen):
+        clean_proxy_env.setenv("HTTP_PROXY", url)  # the server is its own proxy
+        if no_proxy is not None:
+            clean_proxy_env.setenv("NO_PROXY", no_proxy)
+        client = MercadoPagoClient(TOKEN, base_url=url, timeout=5)
+        assert client.get_payment(42) == {"id": 42}
+    target = f"{url}/v1/payments/42" if proxied else "/v1/payments/42"
+    assert seen == [f"GET {target} HTTP/1.1"]
+
+
+@pytest.mark.timeout(20)
+def test_the_environment_is_read_when_the_client_is_made(
+    clean_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    with recording_server() as (proxy_url, seen):
+        clean_proxy_env.setenv("HTTP_PROXY", proxy_url)
+        client = MercadoPagoClient(TOKEN, base_url="http://mp.invalid", timeout=5)
+        clean_proxy_env.delenv("HTTP_PROXY")
+        client.get_payment(1)
+        client.get_payment(2)
+    assert [line.split()[1] for line in seen] == [
+        "http://mp.invalid/v1/payments/1",
+        "http://mp.invalid/v1/payments/2",
+    ]
+
+
+def test_the_ca_bundle_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/private-ca.pem")
+    assert MercadoPagoClient(TOKEN).session.verify == "/etc/ssl/private-ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/curl-ca.pem")
+    assert MercadoPagoClient(TOKEN).session.verify == "/etc/ssl/curl-ca.pem"
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert MercadoPagoClient(TOKEN).session.verify is True
 
 
 # -- construction and config ------------------------------------------------

@@ -1,9 +1,10 @@
 """Shared HTTP plumbing for the API clients.
 
-One place owns: the `requests.Session` (keep-alive, no hidden retries), the
-timeout, the auth header, and the mapping of responses and `requests`
-exceptions to the typed errors in `webhooks_app.services.errors`. Both clients
-go through `ApiHttpClient.request_json`.
+One place owns: the `requests.Session` (keep-alive, no hidden retries, the
+environment's proxy and CA-bundle settings read once), the timeout, the auth
+header, and the mapping of responses and `requests` exceptions to the typed
+errors in `webhooks_app.services.errors`. Both clients go through
+`ApiHttpClient.request_json`.
 
 Secrets never reach an error: the token is sent through a `requests` auth
 object (not kept in any header mapping we log), and every message or body
@@ -16,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -78,19 +80,41 @@ class BearerAuth(AuthBase):
         return f"BearerAuth({REDACTED})"
 
 
-def build_session() -> requests.Session:
+def build_session(base_url: str | None = None) -> requests.Session:
     """A Session whose adapters never retry: the caller owns the retry policy.
 
     This spells out what requests does by default (a zero-retry urllib3
     `Retry`, read errors re-raised as-is) so an unexpected retry, which could
     double a POST or hide a rate limit, cannot creep in.
+
+    With `base_url` (every request of the session goes to that host), the
+    environment's settings for it are read once, here, and fixed on the session,
+    instead of on every request (see `environment_settings`).
     """
     session = requests.Session()
     no_retries = Retry(total=0, read=False, redirect=False, status=0, raise_on_status=False)
     adapter = HTTPAdapter(max_retries=no_retries)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    if base_url is not None:
+        session.proxies, session.verify = environment_settings(base_url)
+        # Otherwise `requests` reads os.environ again on every request (about a
+        # quarter of its CPU per call). The only other thing trust_env does is
+        # ~/.netrc, which never applies here: every request carries its own auth.
+        session.trust_env = False
     return session
+
+
+def environment_settings(url: str) -> tuple[dict[str, str], bool | str]:
+    """The proxies and CA bundle `requests` would take from the environment for `url`.
+
+    Exactly what `Session.merge_environment_settings` does per request:
+    HTTP(S)_PROXY / ALL_PROXY unless NO_PROXY matches the URL's host (which is
+    all a proxy decision depends on), and REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE.
+    """
+    proxies = requests.utils.get_environ_proxies(url)
+    verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return proxies, verify
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -231,7 +255,8 @@ class ApiHttpClient:
             **(headers or {}),
         }
         self._owns_session = session is None
-        self.session = session if session is not None else build_session()
+        # An injected session is used as it is (it may be shared with other code).
+        self.session = session if session is not None else build_session(self.base_url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(service={self.service!r}, base_url={self.base_url!r})"
