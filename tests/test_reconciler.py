@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 from rq.job import Job
+from sqlalchemy import delete
 
 from webhooks_app.extensions import db
-from webhooks_app.models import AttemptOutcome, EventStatus, WebhookEvent
-from webhooks_app.processing import _record_success, claim_event
+from webhooks_app.models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
+from webhooks_app.processing import Claim, _record_success, claim_event
 from webhooks_app.queueing import get_queue, get_redis, get_scheduler, job_id
 from webhooks_app.reconciler import reconcile
 from webhooks_app.timeutil import utcnow
@@ -31,10 +32,10 @@ def event(event_id: int) -> WebhookEvent:
 
 def claim_and_die(event_id: int, *, with_attempt: bool = True) -> None:
     """What a worker SIGKILLed mid-attempt leaves behind: a claim whose lease has run out."""
-    attempt = claim_event(event_id)
-    assert attempt is not None
+    claim = claim_event(event_id)
+    assert claim is not None
     if not with_attempt:  # a row lost some other way: the reconciler must cope
-        db.session.delete(attempt)
+        db.session.execute(delete(WebhookAttempt).where(WebhookAttempt.id == claim.attempt_id))
     stored = event(event_id)
     stored.locked_until = utcnow() - timedelta(seconds=1)
     db.session.commit()
@@ -91,7 +92,8 @@ def test_a_late_worker_cannot_overwrite_what_the_reconciler_decided(app, client,
     (attempt,) = event(event_id).attempt_log
     reconcile()
     # The "dead" worker was only slow: it now reports success for attempt 1.
-    assert _record_success(event_id, attempt.id, EventStatus.SUCCESS) == EventStatus.PENDING
+    late = Claim(attempt.id, attempt.number, attempt.started_at)
+    assert _record_success(event_id, late, EventStatus.SUCCESS) == EventStatus.PENDING
     run_worker(app)
     assert event(event_id).status == EventStatus.SUCCESS and event(event_id).attempts == 2
 

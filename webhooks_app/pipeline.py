@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from redis import RedisError
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import Row, bindparam, or_, select, update
 
 from .config import parse_rate_limit
 from .extensions import db
@@ -65,13 +65,23 @@ def _no_op() -> None:
     return None
 
 
-def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) -> str:
+_events = WebhookEvent.__table__
+# Built once, like the upsert below; `updated_at` is set by the column's onupdate.
+_LINK_PAYMENT = (
+    update(_events)
+    .where(_events.c.id == bindparam("event_id"))
+    .values(payment_id=bindparam("new_payment_id"))
+)
+
+
+def run_pipeline(event: Row[Any], renew_lease: Callable[[], None] = _no_op) -> str:
     """Process one event; return its final status (success or ignored). Raises on failure.
 
-    `renew_lease` is called between steps (and while waiting for a GHL slot) so
-    that a long attempt keeps its claim. The payment is committed before the GHL
-    calls (no transaction stays open across them); what those calls change on it
-    is left for the caller to commit with the attempt's outcome.
+    `event` is the event's row as the attempt read it (id, type, resource_id,
+    payment_id). `renew_lease` is called between steps (and while waiting for a
+    GHL slot) so that a long attempt keeps its claim. The payment is committed
+    before the GHL calls (no transaction stays open across them); what those
+    calls change on it is left for the caller to commit with the attempt's outcome.
     """
     if event.type != "payment":
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
@@ -80,7 +90,8 @@ def run_pipeline(event: WebhookEvent, renew_lease: Callable[[], None] = _no_op) 
         data = mercadopago_client().get_payment(event.resource_id)
     renew_lease()
     payment = upsert_payment(data)
-    event.payment_id = payment.id
+    if event.payment_id != payment.id:  # already linked (a retry): no UPDATE, as with the ORM
+        db.session.execute(_LINK_PAYMENT, {"event_id": event.id, "new_payment_id": payment.id})
     db.session.commit()  # the payment and its link to the event, together
     renew_lease()
     sync_contact(payment, renew_lease)

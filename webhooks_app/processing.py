@@ -3,6 +3,10 @@
 `process_event` is the RQ job. It takes an event id, never an ORM object, and
 is safe to run more than once for the same event: only the caller whose
 conditional UPDATE moves the row from `pending` to `processing` does any work.
+
+A successful attempt runs on a few SQLAlchemy Core statements built once (below):
+building an ORM statement and flushing ORM objects cost more CPU than executing the
+statement. The rarer paths (failures, hand-backs, the reconciler) use the ORM.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
 from redis import RedisError
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq import get_current_job
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, bindparam, insert, or_, select, update
 
 from . import queueing
 from .extensions import PINNED_CONNECTION, db
@@ -40,6 +44,89 @@ EARLY_ARRIVAL_GRACE = timedelta(seconds=5)
 # Another event about the same payment is running: wait this long for it, then postpone.
 PAYMENT_LOCK_WAIT = 5.0
 PAYMENT_BUSY_DELAY = 2.0
+
+# -- the statements of a successful attempt, built once; values bound at execution --
+# (bind names differ from column names: SQLAlchemy reserves those in VALUES/SET)
+_events = WebhookEvent.__table__
+_attempts = WebhookAttempt.__table__
+
+# What an attempt needs to know of its event (not the stored payload and headers).
+_LOAD_EVENT = select(
+    _events.c.id,
+    _events.c.status,
+    _events.c.type,
+    _events.c.resource_id,
+    _events.c.webhook_id,
+    _events.c.next_retry_at,
+    _events.c.received_at,
+    _events.c.payment_id,
+).where(_events.c.id == bindparam("event_id"))
+
+# The claim: only a due `pending` event moves to `processing`; returns the attempt's number.
+_CLAIM = (
+    update(_events)
+    .where(
+        _events.c.id == bindparam("event_id"),
+        _events.c.status == EventStatus.PENDING,
+        or_(_events.c.next_retry_at.is_(None), _events.c.next_retry_at <= bindparam("due_by")),
+    )
+    .values(
+        status=EventStatus.PROCESSING,
+        attempts=_events.c.attempts + 1,
+        next_retry_at=None,
+        locked_until=bindparam("lease_until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_events.c.attempts)
+)
+
+_OPEN_ATTEMPT = (
+    insert(_attempts)
+    .values(
+        event_id=bindparam("event_id"),
+        number=bindparam("number"),
+        started_at=bindparam("now"),
+        worker=bindparam("worker_name"),
+        outcome=AttemptOutcome.RUNNING,
+    )
+    .returning(_attempts.c.id)
+)
+
+_FINISH_ATTEMPT = (
+    update(_attempts)
+    .where(_attempts.c.id == bindparam("attempt_id"))
+    .values(
+        finished_at=bindparam("now"),
+        duration_ms=bindparam("duration"),
+        outcome=bindparam("new_outcome"),
+    )
+)
+
+# The success transition, conditional like `_transition`; returns received_at if it won.
+_SUCCEED = (
+    update(_events)
+    .where(
+        _events.c.id == bindparam("event_id"),
+        _events.c.status == EventStatus.PROCESSING,
+        _events.c.attempts == bindparam("number"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        processed_at=bindparam("now"),
+        locked_until=None,
+        last_error=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(_events.c.received_at)
+)
+
+
+class Claim(NamedTuple):
+    """The attempt a successful claim opened: its `webhook_attempts` row."""
+
+    attempt_id: int
+    number: int
+    started_at: datetime
 
 
 def process_event(event_id: int) -> str:
@@ -74,7 +161,7 @@ def job_session() -> Iterator[None]:
 
 def run_attempt(event_id: int) -> str:
     """Claim the event, run its pipeline once and record the result."""
-    event = db.session.get(WebhookEvent, event_id)
+    event = db.session.execute(_LOAD_EVENT, {"event_id": event_id}).one_or_none()
     if event is None:
         logger.warning("event %s does not exist; job dropped", event_id)
         return "missing"
@@ -97,11 +184,11 @@ def run_attempt(event_id: int) -> str:
     with payment_lock(event) as lock:
         if lock is None:
             return _postpone(event_id, PAYMENT_BUSY_DELAY)
-        attempt = claim_event(event_id)
-        if attempt is None:
+        claim = claim_event(event_id)
+        if claim is None:
             logger.info("event %s was claimed by someone else", event_id)
             return db.session.get(WebhookEvent, event_id, populate_existing=True).status
-        return _run_claimed(event_id, attempt, _lease_renewer(event_id, lock))
+        return _run_claimed(event, claim, _lease_renewer(event_id, lock))
 
 
 def _lease_renewer(event_id: int, lock: PaymentLock) -> Callable[[], None]:
@@ -121,27 +208,26 @@ def _lease_renewer(event_id: int, lock: PaymentLock) -> Callable[[], None]:
     return renew
 
 
-def _run_claimed(event_id: int, attempt: WebhookAttempt, renew: Callable[[], None]) -> str:
-    attempt_id, number = attempt.id, attempt.number
-    event = db.session.get(WebhookEvent, event_id)
-    bind_event_fields(attempt=number)
-    logger.info("event %s attempt %s started", event_id, number)
+def _run_claimed(event: Row[Any], claim: Claim, renew: Callable[[], None]) -> str:
+    event_id = event.id
+    bind_event_fields(attempt=claim.number)
+    logger.info("event %s attempt %s started", event_id, claim.number)
 
     try:
         status = run_pipeline(event, renew_lease=renew)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; none escapes unrecorded
         db.session.rollback()
-        return _record_failure(event_id, attempt_id, exc)
+        return _record_failure(event_id, claim.attempt_id, exc)
     except BaseException:
         # SystemExit from a worker's cold shutdown (second SIGTERM), KeyboardInterrupt:
         # hand the event back so that it never stays `processing`, then let the exit go on.
         db.session.rollback()
-        _hand_back(event_id, attempt_id)
+        _hand_back(event_id, claim.attempt_id)
         raise
-    return _record_success(event_id, attempt_id, status)
+    return _record_success(event_id, claim, status)
 
 
-def claim_event(event_id: int) -> WebhookAttempt | None:
+def claim_event(event_id: int) -> Claim | None:
     """Atomically move a due `pending` event to `processing` and open its attempt row.
 
     One conditional UPDATE decides who wins; the winner gets the new attempt
@@ -149,34 +235,23 @@ def claim_event(event_id: int) -> WebhookAttempt | None:
     """
     now = utcnow()
     number = db.session.execute(
-        update(WebhookEvent)
-        .where(
-            WebhookEvent.id == event_id,
-            WebhookEvent.status == EventStatus.PENDING,
-            or_(
-                WebhookEvent.next_retry_at.is_(None),
-                WebhookEvent.next_retry_at <= now + EARLY_ARRIVAL_GRACE,
-            ),
-        )
-        .values(
-            status=EventStatus.PROCESSING,
-            attempts=WebhookEvent.attempts + 1,
-            next_retry_at=None,
-            locked_until=now + _lease(),
-            updated_at=now,
-        )
-        .returning(WebhookEvent.attempts)
-        .execution_options(synchronize_session=False)
+        _CLAIM,
+        {
+            "event_id": event_id,
+            "due_by": now + EARLY_ARRIVAL_GRACE,
+            "lease_until": now + _lease(),
+            "now": now,
+        },
     ).scalar_one_or_none()
     if number is None:
         db.session.rollback()
         return None
-    attempt = WebhookAttempt(
-        event_id=event_id, number=number, started_at=now, worker=_worker_name()
-    )
-    db.session.add(attempt)
+    attempt_id = db.session.execute(
+        _OPEN_ATTEMPT,
+        {"event_id": event_id, "number": number, "now": now, "worker_name": _worker_name()},
+    ).scalar_one()
     db.session.commit()
-    return attempt
+    return Claim(attempt_id, number, now)
 
 
 def renew_lease(event_id: int) -> None:
@@ -213,26 +288,31 @@ def _transition(event_id: int, attempt_number: int, *conditions: Any, **values: 
     return False
 
 
-def _record_success(event_id: int, attempt_id: int, status: str) -> str:
+def _record_success(event_id: int, attempt: Claim, status: str) -> str:
     """Finish the attempt and the event in one transaction, with what the pipeline left
-    uncommitted (the payment's GoHighLevel fields)."""
+    uncommitted (the payment's GoHighLevel fields, flushed by the commit)."""
     now = utcnow()
-    attempt = db.session.get(WebhookAttempt, attempt_id)
     outcome = AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED
-    _finish_attempt(attempt, now, outcome)
-    owned = _transition(
-        event_id,
-        attempt.number,
-        status=status,
-        processed_at=now,
-        locked_until=None,
-        last_error=None,
+    db.session.execute(
+        _FINISH_ATTEMPT,
+        {
+            "attempt_id": attempt.attempt_id,
+            "now": now,
+            "duration": _duration_ms(attempt.started_at, now),
+            "new_outcome": outcome,
+        },
     )
+    ATTEMPTS.labels(outcome).inc()
+    # Conditional like `_transition`: a row comes back only if this attempt still held the claim.
+    won = db.session.execute(
+        _SUCCEED,
+        {"event_id": event_id, "number": attempt.number, "new_status": status, "now": now},
+    ).one_or_none()
     db.session.commit()
-    if not owned:
+    if won is None:
+        logger.warning("event %s attempt %s no longer holds its claim", event_id, attempt.number)
         return db.session.get(WebhookEvent, event_id, populate_existing=True).status
-    # received_at never changes: the event as loaded for this attempt has it.
-    count_final(status, db.session.get(WebhookEvent, event_id).received_at, now)
+    count_final(status, won.received_at, now)
     logger.info("event %s attempt %s: %s", event_id, attempt.number, status)
     return status
 
@@ -358,7 +438,7 @@ class PaymentLock:
 
 
 @contextmanager
-def payment_lock(event: WebhookEvent) -> Iterator[PaymentLock | None]:
+def payment_lock(event: Row[Any]) -> Iterator[PaymentLock | None]:
     """Hold the per-payment lock while processing, so events about one payment never overlap.
 
     Yields None when another worker holds it. If Redis is unreachable, processing
@@ -438,9 +518,13 @@ def due_events(limit: int = 100, now: datetime | None = None) -> list[int]:
 
 def _finish_attempt(attempt: WebhookAttempt, now: datetime, outcome: str) -> None:
     attempt.finished_at = now
-    attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
+    attempt.duration_ms = _duration_ms(attempt.started_at, now)
     attempt.outcome = outcome
     ATTEMPTS.labels(outcome).inc()
+
+
+def _duration_ms(started_at: datetime, finished_at: datetime) -> int:
+    return int((finished_at - started_at).total_seconds() * 1000)
 
 
 def count_final(status: str, received_at: datetime | None, processed_at: datetime | None) -> None:
