@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         from webhooks_app.extensions import db
         from webhooks_app.ingest import store_event
         from webhooks_app.notifications import Notification
-        from webhooks_app.queueing import enqueue_event, job_id
+        from webhooks_app.queueing import job_id
 
         redis: Redis = session.redis()
 
@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                             "action": "payment.updated",
                             "data": {"id": pid},
                         }
-                        event, _ = store_event(
+                        # store_event commits the event and queues its first attempt (RQ is
+                        # suspended meanwhile), exactly as the webhook endpoint does.
+                        stored = store_event(
                             Notification(
                                 source="webhook",
                                 webhook_id=f"mp:{body['id']}",
@@ -209,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                                 query={"data.id": pid, "type": "payment"},
                             )
                         )
-                        ids.append(event.id)
-                    for event_id in ids:
-                        enqueue_event(event_id, 1)
+                        if not (stored.created and stored.queued):
+                            raise RuntimeError(f"event not stored and queued: {stored}")
+                        ids.append(stored.id)
                     db.session.remove()
                 return [job_id(event_id, 1) for event_id in ids]
 
