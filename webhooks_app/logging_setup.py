@@ -125,6 +125,14 @@ class BackgroundHandler(QueueHandler):
         if not self.synchronous:
             self.synchronous = True
             self.listener.stop()
+            # A record another thread queued just after the writer's last one.
+            while True:
+                try:
+                    record = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if record is not None:
+                    self.listener.handle(record)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # Render the message now: its arguments may change once the caller goes on.
