@@ -26,7 +26,7 @@ from redis import RedisError
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq import get_current_job
-from sqlalchemy import Row, bindparam, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
 
 from . import queueing
 from .extensions import PINNED_CONNECTION, db
@@ -102,14 +102,18 @@ _FINISH_ATTEMPT = (
     )
 )
 
-# The success transition, conditional like `_transition`; returns received_at if it won.
+# The event still belongs to attempt `number`: nobody (the reconciler) has taken it back.
+# Every transition out of `processing` is conditional on it (see `_transition`).
+_HOLDS_CLAIM = and_(
+    _events.c.id == bindparam("event_id"),
+    _events.c.status == EventStatus.PROCESSING,
+    _events.c.attempts == bindparam("number"),
+)
+
+# The success transition, built once; returns received_at if this attempt still held the claim.
 _SUCCEED = (
     update(_events)
-    .where(
-        _events.c.id == bindparam("event_id"),
-        _events.c.status == EventStatus.PROCESSING,
-        _events.c.attempts == bindparam("number"),
-    )
+    .where(_HOLDS_CLAIM)
     .values(
         status=bindparam("new_status"),
         processed_at=bindparam("now"),
@@ -272,20 +276,17 @@ def _transition(event_id: int, attempt_number: int, *conditions: Any, **values: 
     taking back its expired lease can never both win.
     """
     result = db.session.execute(
-        update(WebhookEvent)
-        .where(
-            WebhookEvent.id == event_id,
-            WebhookEvent.status == EventStatus.PROCESSING,
-            WebhookEvent.attempts == attempt_number,
-            *conditions,
-        )
-        .values(updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
+        update(_events).where(_HOLDS_CLAIM, *conditions).values(updated_at=utcnow(), **values),
+        {"event_id": event_id, "number": attempt_number},
     )
     if result.rowcount == 1:
         return True
-    logger.warning("event %s attempt %s no longer holds its claim", event_id, attempt_number)
+    _claim_lost(event_id, attempt_number)
     return False
+
+
+def _claim_lost(event_id: int, attempt_number: int) -> None:
+    logger.warning("event %s attempt %s no longer holds its claim", event_id, attempt_number)
 
 
 def _record_success(event_id: int, attempt: Claim, status: str) -> str:
@@ -303,14 +304,13 @@ def _record_success(event_id: int, attempt: Claim, status: str) -> str:
         },
     )
     ATTEMPTS.labels(outcome).inc()
-    # Conditional like `_transition`: a row comes back only if this attempt still held the claim.
     won = db.session.execute(
         _SUCCEED,
         {"event_id": event_id, "number": attempt.number, "new_status": status, "now": now},
     ).one_or_none()
     db.session.commit()
     if won is None:
-        logger.warning("event %s attempt %s no longer holds its claim", event_id, attempt.number)
+        _claim_lost(event_id, attempt.number)
         return db.session.get(WebhookEvent, event_id, populate_existing=True).status
     count_final(status, won.received_at, now)
     logger.info("event %s attempt %s: %s", event_id, attempt.number, status)
