@@ -42,6 +42,7 @@ from common import (
     environment_note,
     log,
     memory_mb,
+    post_json,
     run_asyncio_load,
     sql_rows,
     table,
@@ -88,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{n} worker(s): preparing {args.events} payments")
             session.redis().flushdb()
             control = sandbox.url + "/_sandbox"
-            _post(control + "/reset", {})
+            post_json(control + "/reset", {})
             for api in ("mercadopago", "gohighlevel"):
-                _post(
+                post_json(
                     control + "/latency",
                     {"api": api, "min_seconds": latency[0], "max_seconds": latency[1]},
                 )
-            _post(control + "/rate-limit", {"requests": limit[0], "per_seconds": limit[1]})
-            payments = _post(control + "/payments", [{"status": "approved"}] * args.events)
+            post_json(control + "/rate-limit", {"requests": limit[0], "per_seconds": limit[1]})
+            payments = post_json(control + "/payments", [{"status": "approved"}] * args.events)
             url = session.database(args.db, tag=f"_{n}w")
             env = app_env(
                 session,
@@ -272,14 +273,6 @@ def _cpu(proc) -> float:  # noqa: ANN001
 
 def _peak(pid: int) -> float:
     return memory_mb(pid)[1] or 0.0
-
-
-def _post(url: str, body: object) -> object:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        return json.loads(answer.read())
 
 
 def _get(url: str) -> object:

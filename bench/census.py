@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 
 import common
-from common import RequestFactory, Session, app_env, environment_note, log, table
+from common import RequestFactory, Session, app_env, environment_note, log, post_json, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                 session.redis().flushdb()
                 payments = [
                     str(p["id"])
-                    for p in _post(sandbox.url + "/_sandbox/payments", [{"status": "approved"}] * n)
+                    for p in post_json(
+                        sandbox.url + "/_sandbox/payments", [{"status": "approved"}] * n
+                    )
                 ]
                 client = app.test_client()
                 requests_ = RequestFactory(payments).make(n)
@@ -163,17 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     )
     return 0
-
-
-def _post(url: str, body: object) -> object:
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read())
 
 
 if __name__ == "__main__":

@@ -437,6 +437,56 @@ def wait_http(url: str, proc: Proc, timeout: float) -> None:
     raise RuntimeError(f"{proc.name} not answering {url} after {timeout}s:\n{proc.tail()}")
 
 
+def post_json(url: str, body: object, timeout: float = 120) -> Any:
+    """POST `body` as JSON (to the sandbox's control routes); return the decoded answer."""
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
+    """Store `n` events about new approved sandbox payments; return their ids.
+
+    `store_event` commits each event and queues its first attempt, exactly as the
+    webhook endpoint does (RQ may be suspended meanwhile, so that nothing runs yet).
+    """
+    from webhooks_app.extensions import db
+    from webhooks_app.ingest import store_event
+    from webhooks_app.notifications import Notification
+
+    payments = post_json(sandbox_url + "/_sandbox/payments", [{"status": "approved"}] * n)
+    ids = []
+    with app.app_context():
+        for payment in payments:
+            payment_id = str(payment["id"])
+            body = {
+                "id": uuid.uuid4().int % 10**12,
+                "type": "payment",
+                "action": "payment.updated",
+                "data": {"id": payment_id},
+            }
+            stored = store_event(
+                Notification(
+                    source="webhook",
+                    webhook_id=f"mp:{body['id']}",
+                    type="payment",
+                    action="payment.updated",
+                    resource_id=payment_id,
+                    payload=body,
+                    raw_body=json.dumps(body),
+                    headers={"content-type": "application/json"},
+                    query={"data.id": payment_id, "type": "payment"},
+                )
+            )
+            if not (stored.created and stored.queued):
+                raise RuntimeError(f"event not stored and queued: {stored}")
+            ids.append(stored.id)
+        db.session.remove()
+    return ids
+
+
 def base_env(session: Session, **extra: str) -> dict[str, str]:
     """The environment of every process we start: development config, our Redis and secret."""
     env = dict(os.environ)

@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from common import (
     log,
     memory_mb,
     py_spy,
+    store_payment_events,
     summarise_profile,
     table,
 )
@@ -98,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
 
         from webhooks_app import create_app
         from webhooks_app.config import normalise_database_url
-        from webhooks_app.extensions import db
-        from webhooks_app.ingest import store_event
-        from webhooks_app.notifications import Notification
         from webhooks_app.queueing import job_id
 
         redis: Redis = session.redis()
@@ -185,36 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             def pipeline_enqueue(n, app=app):
-                payments = _post(sandbox.url + "/_sandbox/payments", [{"status": "approved"}] * n)
-                with app.app_context():
-                    ids = []
-                    for payment in payments:
-                        pid = str(payment["id"])
-                        body = {
-                            "id": uuid.uuid4().int % 10**12,
-                            "type": "payment",
-                            "action": "payment.updated",
-                            "data": {"id": pid},
-                        }
-                        # store_event commits the event and queues its first attempt (RQ is
-                        # suspended meanwhile), exactly as the webhook endpoint does.
-                        stored = store_event(
-                            Notification(
-                                source="webhook",
-                                webhook_id=f"mp:{body['id']}",
-                                type="payment",
-                                action="payment.updated",
-                                resource_id=pid,
-                                payload=body,
-                                raw_body=json.dumps(body),
-                                headers={"content-type": "application/json"},
-                                query={"data.id": pid, "type": "payment"},
-                            )
-                        )
-                        if not (stored.created and stored.queued):
-                            raise RuntimeError(f"event not stored and queued: {stored}")
-                        ids.append(stored.id)
-                    db.session.remove()
+                ids = store_payment_events(app, sandbox.url, n)
                 return [job_id(event_id, 1) for event_id in ids]
 
             for cls in classes:
@@ -277,14 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"note": note, "rows": rows}, indent=2, default=str))
     return 1 if args.check and not all(ok for _, ok in goals) else 0
-
-
-def _post(url: str, body: object) -> object:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read())
 
 
 def _wait(condition, timeout: float, proc, what: str) -> None:  # noqa: ANN001

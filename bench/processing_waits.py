@@ -33,12 +33,10 @@ import http.client
 import json
 import sys
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
-from common import QUEUE, Session, environment_note, log, table
+from common import QUEUE, Session, environment_note, log, store_payment_events, table
 
 # What the timers add up, per phase: seconds by label.
 _spent: collections.Counter[str] = collections.Counter()
@@ -69,43 +67,6 @@ def _instrument(dialect: Any) -> None:
     _time_calls(http.client.HTTPResponse, "begin", "sandbox answer")
     _time_calls(ApiHttpClient, "request_json", "request_json")
     _time_calls(redis.connection.AbstractConnection, "read_response", "redis replies")
-
-
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def _store_events(app: Any, sandbox_url: str, n: int) -> None:
-    """`n` events about new approved sandbox payments, stored and queued as the webhook does."""
-    from webhooks_app.extensions import db
-    from webhooks_app.ingest import store_event
-    from webhooks_app.notifications import Notification
-
-    payments = _post(sandbox_url + "/_sandbox/payments", [{"status": "approved"}] * n)
-    with app.app_context():
-        for payment in payments:
-            payment_id = str(payment["id"])
-            body = {"id": uuid.uuid4().int % 10**12, "type": "payment", "data": {"id": payment_id}}
-            stored = store_event(
-                Notification(
-                    source="webhook",
-                    webhook_id=f"mp:{body['id']}",
-                    type="payment",
-                    action="payment.updated",
-                    resource_id=payment_id,
-                    payload=body,
-                    raw_body=json.dumps(body),
-                    headers={"content-type": "application/json"},
-                    query={"data.id": payment_id, "type": "payment"},
-                )
-            )
-            if not (stored.created and stored.queued):
-                raise RuntimeError(f"event not stored and queued: {stored}")
-        db.session.remove()
 
 
 def _work(app: Any, n: int, rq_log: Any) -> dict[str, float]:
@@ -183,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             with app.app_context():
                 _instrument(db.engine.dialect)
             # Warm up: connections, compiled statements, imports.
-            _store_events(app, sandbox.url, 30)
+            store_payment_events(app, sandbox.url, 30)
             _work(app, 30, rq_log)
             for round_number in range(1, args.rounds + 1):
                 log(f"{kind}: round {round_number}, {args.events} events")
-                _store_events(app, sandbox.url, args.events)
+                store_payment_events(app, sandbox.url, args.events)
                 event = _work(app, args.events, rq_log)
                 log(f"{kind}: round {round_number}, {3 * args.events} no-op jobs")
                 _enqueue_noops(app, 3 * args.events)
