@@ -57,16 +57,22 @@ def _time_calls(owner: Any, name: str, label: str) -> None:
     setattr(owner, name, timed)
 
 
-def _instrument(dialect: Any) -> None:
+def _instrument_libraries() -> None:
+    """Time the HTTP and Redis calls of every app in this process (once: wrapping a
+    wrapper would count its time twice)."""
     import redis.connection
 
     from webhooks_app.services.http import ApiHttpClient
 
-    for name in ("do_execute", "do_executemany", "do_commit", "do_rollback", "do_ping"):
-        _time_calls(dialect, name, "database driver")
     _time_calls(http.client.HTTPResponse, "begin", "sandbox answer")
     _time_calls(ApiHttpClient, "request_json", "request_json")
     _time_calls(redis.connection.AbstractConnection, "read_response", "redis replies")
+
+
+def _instrument_database(dialect: Any) -> None:
+    """Time the driver calls of one engine (each engine has its own dialect)."""
+    for name in ("do_execute", "do_executemany", "do_commit", "do_rollback", "do_ping"):
+        _time_calls(dialect, name, "database driver")
 
 
 def _work(app: Any, n: int, rq_log: Any) -> dict[str, float]:
@@ -118,15 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k.strip() for k in args.db.split(",") if k.strip()]
 
     rows = []
-    with Session("procwaits", args.redis_url, tree=args.tree) as session:
+    with (
+        Session("procwaits", args.redis_url, tree=args.tree) as session,
+        contextlib.ExitStack() as stack,
+    ):
         note = environment_note()
         log(note)
-        # RQ's worker logs to stderr (a pipe under honcho or Heroku); here, to a file.
-        rq_log = open(session.tmp / "rq.log", "a")  # noqa: SIM115 - closed below
         sandbox = session.sandbox()
         from webhooks_app import create_app
         from webhooks_app.extensions import db
 
+        _instrument_libraries()
+        # RQ's worker logs to stderr (a pipe under honcho or Heroku); here, to a file.
+        rq_log = stack.enter_context(open(session.tmp / "rq.log", "a"))
         for kind in kinds:
             app = create_app(
                 "development",
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
             )
             with app.app_context():
-                _instrument(db.engine.dialect)
+                _instrument_database(db.engine.dialect)
             # Warm up: connections, compiled statements, imports.
             store_payment_events(app, sandbox.url, 30)
             _work(app, 30, rq_log)
@@ -180,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
                     )
             with app.app_context():
                 db.engine.dispose()
-        rq_log.close()
 
     headers = (
         "db",
