@@ -32,12 +32,12 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 
 import common
 from common import (
     RequestFactory,
     Session,
+    add_common_arguments,
     app_env,
     environment_note,
     log,
@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-class", default="rq.worker.SimpleWorker")
     parser.add_argument("--db", default="postgresql", choices=("postgresql", "sqlite"))
     parser.add_argument("--timeout", type=float, default=1800.0, help="max seconds per drain")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
-    parser.add_argument("--json", type=Path)
+    add_common_arguments(parser)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args(argv)

@@ -20,17 +20,26 @@ import uuid
 from collections import Counter
 
 import common
-from common import RequestFactory, Session, app_env, environment_note, log, post_json, table
+from common import (
+    RequestFactory,
+    Session,
+    add_common_arguments,
+    app_env,
+    comma_list,
+    environment_note,
+    log,
+    post_json,
+    table,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--events", type=int, default=50)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
+    add_common_arguments(parser, json_output=False)
     args = parser.parse_args(argv)
-    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
+    kinds = comma_list(args.db)
     n = args.events
 
     rows = []

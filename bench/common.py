@@ -106,6 +106,21 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def add_common_arguments(parser: Any, *, json_output: bool = True) -> None:
+    """The options every script here takes: its Redis db, the code to measure (and --json)."""
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--tree", default="head", help="code to measure: head (default), a commit, or worktree"
+    )
+    if json_output:
+        parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def comma_list(text: str) -> list[str]:
+    """Split "sqlite, postgresql" into ["sqlite", "postgresql"], dropping empty items."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def environment_note() -> str:
     """One line saying when, where and on what code a benchmark ran."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -31,15 +31,16 @@ import random
 import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from common import (
     API_TOKEN,
     Loader,
     RequestFactory,
     Session,
+    add_common_arguments,
     app_env,
     base_env,
+    comma_list,
     db_kind,
     environment_note,
     log,
@@ -74,14 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=3, help="ingestion slices per size")
     parser.add_argument("--slice", type=float, default=3.0, help="seconds per slice")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
-    parser.add_argument("--json", type=Path)
+    add_common_arguments(parser)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args(argv)
     sizes = sorted(int(float(x)) for x in args.sizes.split(","))
-    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
+    kinds = comma_list(args.db)
 
     results: dict[str, dict[int, dict]] = {}
     plans: dict[str, dict[int, dict[str, str]]] = {}

@@ -30,7 +30,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from common import (
     GUNICORN_ARGS,
@@ -39,9 +38,11 @@ from common import (
     LoadResult,
     RequestFactory,
     Session,
+    add_common_arguments,
     app_env,
     base_env,
     check_signature_helper,
+    comma_list,
     environment_note,
     log,
     memory_mb,
@@ -100,16 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         help="gunicorn settings for the ceiling (default: the Procfile's)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the service's workers")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument(
-        "--tree", default="head", help="code to measure: head (default), a commit, or worktree"
-    )
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    add_common_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args(argv)
 
-    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
+    kinds = comma_list(args.db)
     web_args = shlex.split(args.web_args)
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk_available())
     if args.loadgen == "wrk" and not wrk_available():
@@ -153,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 server = session.gunicorn(
                     f"variants-{kind}", "variants_app:app", env, args=web_args
                 )
-                for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+                for variant in comma_list(args.variants):
                     log(f"{kind}: variant {variant} (paired with the ceiling)")
                     paired(server, f"{kind}: {variant}", f"/bench/{variant}", ceiling0)
                 session.stop(server)

@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from common import (
@@ -35,6 +34,8 @@ from common import (
     SECRET,
     RequestFactory,
     Session,
+    add_common_arguments,
+    comma_list,
     environment_note,
     log,
     table,
@@ -143,11 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--requests", type=int, default=4000, help="per round and target")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
+    kinds = comma_list(args.db)
 
     with Session("ingestcpu", args.redis_url, tree=args.tree) as session:
         note = environment_note()

@@ -31,14 +31,15 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import common
 from common import (
     QUEUE,
     MachineCpu,
     Session,
+    add_common_arguments,
     app_env,
+    comma_list,
     environment_note,
     log,
     memory_mb,
@@ -64,14 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="max seconds per phase")
     parser.add_argument("--profile", action="store_true", help="py-spy the SimpleWorker")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
-    parser.add_argument("--json", type=Path)
+    add_common_arguments(parser)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 if the goal is missed")
     args = parser.parse_args(argv)
-    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    kinds = comma_list(args.db)
+    classes = comma_list(args.classes)
 
     rows: list[dict] = []
     profiles: dict[str, str] = {}

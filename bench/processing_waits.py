@@ -33,10 +33,18 @@ import http.client
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from common import QUEUE, Session, environment_note, log, store_payment_events, table
+from common import (
+    QUEUE,
+    Session,
+    add_common_arguments,
+    comma_list,
+    environment_note,
+    log,
+    store_payment_events,
+    table,
+)
 
 # What the timers add up, per phase: seconds by label.
 _spent: collections.Counter[str] = collections.Counter()
@@ -117,11 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--events", type=int, default=300, help="events per round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--tree", default="head", help="head (default), a commit, or worktree")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-    kinds = [k.strip() for k in args.db.split(",") if k.strip()]
+    kinds = comma_list(args.db)
 
     rows = []
     with (
