@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from .models import EventStatus
+from .pagination import COUNT_CAP
 
 STATUS_LIST_PATTERN = "^({0})(,({0}))*$".format("|".join(EventStatus.ALL))
 
@@ -379,7 +380,9 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                                     "events": {"type": "array", "items": _ref("Event")},
                                     "total": {
                                         **INTEGER,
-                                        "description": "matching events, counted up to 1000",
+                                        "description": (
+                                            f"matching events, counted up to {COUNT_CAP}"
+                                        ),
                                     },
                                     "total_exact": {
                                         "type": "boolean",
