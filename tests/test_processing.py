@@ -107,6 +107,37 @@ def test_tag_follows_payment_status(app, client, sandbox, status, tag):
     assert contact["tags"] == [tag]
 
 
+def test_tags_applied_accumulate_and_an_unchanged_contact_writes_nothing(app, client, sandbox):
+    """Each status adds its tag to `tags_applied`; a notification that changes neither the
+    contact nor the tags leaves the payment's GHL fields alone (no UPDATE of them)."""
+    payment, _ = receive(client, sandbox, status="approved")
+    run_worker(app)
+    sandbox.state.add_payment(id=payment["id"], status="refunded")
+    post_webhook(client, payment["id"])
+    run_worker(app)
+    row = db.session.query(Payment).one()
+    assert row.tags_applied == ["mp-payment-approved", "mp-payment-refunded"]
+    (contact,) = sandbox.state.contacts()
+    assert row.ghl_contact_id == contact["id"]
+    assert contact["tags"] == ["mp-payment-approved", "mp-payment-refunded"]
+
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:
+        statements.append(statement)
+
+    post_webhook(client, payment["id"])
+    sa_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        run_worker(app)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", record)
+    assert not [s for s in statements if s.startswith("UPDATE payments")], statements
+    db.session.expire_all()
+    assert db.session.query(Payment).one().tags_applied == row.tags_applied
+    assert db.session.query(WebhookEvent).filter_by(status=EventStatus.SUCCESS).count() == 3
+
+
 def test_fails_twice_then_succeeds_on_third_attempt_with_configured_delays(app, client, sandbox):
     payment, event_id = receive(client, sandbox)
     sandbox.state.set_fault("mercadopago", str(payment["id"]), status=500, times=2)
@@ -271,12 +302,12 @@ def test_payment_upsert_is_one_statement_and_keeps_the_newest(app):
         assert len(statements) == 1 and "ON CONFLICT" in statements[0]
         db.session.commit()
         statements.clear()
-        assert upsert_payment({"id": 7, "status": "refunded", "date_last_updated": AT_12}) is first
-        assert len(statements) == 1 and first.status == "refunded"  # the loaded row is refreshed
+        newer = upsert_payment({"id": 7, "status": "refunded", "date_last_updated": AT_12})
+        assert len(statements) == 1 and (newer.id, newer.status) == (first.id, "refunded")
         statements.clear()
         older = upsert_payment({"id": 7, "status": "pending", "date_last_updated": AT_11})
         # Nothing returned (the WHERE kept the newer row): the stored row is read instead.
-        assert len(statements) == 2 and older.status == "refunded"
+        assert len(statements) == 2 and (older.id, older.status) == (first.id, "refunded")
         same = upsert_payment({"id": 7, "status": "charged_back", "date_last_updated": AT_12})
         assert same.status == "charged_back"  # the same date: MercadoPago's latest read wins
     finally:

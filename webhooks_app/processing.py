@@ -291,7 +291,7 @@ def _claim_lost(event_id: int, attempt_number: int) -> None:
 
 def _record_success(event_id: int, attempt: Claim, status: str) -> str:
     """Finish the attempt and the event in one transaction, with what the pipeline left
-    uncommitted (the payment's GoHighLevel fields, flushed by the commit)."""
+    uncommitted (the UPDATE of the payment's GoHighLevel fields)."""
     now = utcnow()
     outcome = AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED
     db.session.execute(
