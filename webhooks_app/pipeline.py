@@ -170,7 +170,8 @@ def _upsert_statement(dialect: str) -> Any:
     the coercions) cost more CPU than executing it. Values are bound at execution.
 
     A Core statement returning a row, not the ORM's `Payment`: the ORM's bulk-insert
-    path and the flush of the GHL fields after it cost ~1 ms of CPU per event."""
+    path and the flush of the GHL fields after it cost 1.5–3 ms of a worker's CPU per
+    event (BENCHMARKS.md, Improvement 8)."""
     insert = INSERTS[dialect]
     # Bind names must differ from the column names (SQLAlchemy reserves those).
     names = ("mp_payment_id", "created_at", *PAYMENT_FIELDS)
