@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Self
+from typing import Any
 
 import requests
 
 from .http import (
     DEFAULT_TIMEOUT,
+    ApiClient,
     ApiHttpClient,
     config_base_url,
     config_required,
@@ -44,7 +45,7 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     return cleaned
 
 
-class GoHighLevelClient:
+class GoHighLevelClient(ApiClient):
     """Upserts contacts and manages their tags in one GoHighLevel location."""
 
     DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
@@ -83,31 +84,6 @@ class GoHighLevelClient:
 
     def __repr__(self) -> str:
         return f"GoHighLevelClient(location_id={self.location_id!r}, base_url={self.base_url!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        """Base URL without a trailing slash."""
-        return self._http.base_url
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """The (connect, read) timeout used on every call."""
-        return self._http.timeout
-
-    @property
-    def session(self) -> requests.Session:
-        """The keep-alive session shared by every call."""
-        return self._http.session
-
-    def close(self) -> None:
-        """Close the session if this client created it."""
-        self._http.close()
 
     def upsert_contact(
         self,

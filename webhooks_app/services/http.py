@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -457,6 +457,40 @@ class ApiHttpClient:
 
 
 # -- settings from the Flask config mapping ---------------------------------
+
+
+class ApiClient:
+    """What both API clients share: their `ApiHttpClient`, exposed read-only, and closing.
+
+    A subclass sets `self._http` in its `__init__`.
+    """
+
+    _http: ApiHttpClient
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        """Base URL without a trailing slash."""
+        return self._http.base_url
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """The (connect, read) timeout used on every call."""
+        return self._http.timeout
+
+    @property
+    def session(self) -> requests.Session:
+        """The keep-alive session shared by every call."""
+        return self._http.session
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        self._http.close()
 
 
 def config_required(config: Mapping[str, Any], name: str, purpose: str) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any
 
 import requests
 
 from .http import (
     DEFAULT_TIMEOUT,
+    ApiClient,
     ApiHttpClient,
     config_base_url,
     config_required,
@@ -59,7 +60,7 @@ def parse_mp_datetime(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-class MercadoPagoClient:
+class MercadoPagoClient(ApiClient):
     """Reads payments from MercadoPago with a bearer access token."""
 
     DEFAULT_BASE_URL = "https://api.mercadopago.com"
@@ -91,31 +92,6 @@ class MercadoPagoClient:
 
     def __repr__(self) -> str:
         return f"MercadoPagoClient(base_url={self.base_url!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        """Base URL without a trailing slash."""
-        return self._http.base_url
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """The (connect, read) timeout used on every call."""
-        return self._http.timeout
-
-    @property
-    def session(self) -> requests.Session:
-        """The keep-alive session shared by every call."""
-        return self._http.session
-
-    def close(self) -> None:
-        """Close the session if this client created it."""
-        self._http.close()
 
     def get_payment(self, payment_id: str | int) -> dict[str, Any]:
         """Fetch one payment.
