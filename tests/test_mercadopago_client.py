@@ -590,6 +590,15 @@ def test_errors_survive_pickling(mocked: responses.RequestsMock, mp: MercadoPago
     assert clone.response_body == error.response_body
 
 
+def test_error_kinds_decide_retryable_unless_told() -> None:
+    assert TransientApiError("x", service="mercadopago").retryable is True
+    assert RateLimitedError("x", service="mercadopago").retryable is True
+    assert PermanentApiError("x", service="mercadopago").retryable is False
+    assert NotFoundError("x", service="mercadopago", retryable=True).retryable is True
+    with pytest.raises(TypeError, match="retryable"):
+        NotFoundError("x", service="mercadopago")
+
+
 # -- secrets never leak -------------------------------------------------------
 
 

@@ -27,6 +27,8 @@ class ApiError(Exception):
     retryable: bool
     retry_after: float | None
     response_body: str | None
+    # Set by the subclasses whose kind decides it; the others must be told `retryable=`.
+    default_retryable: bool | None = None
 
     def __init__(
         self,
@@ -34,10 +36,14 @@ class ApiError(Exception):
         *,
         service: str,
         status_code: int | None = None,
-        retryable: bool,
+        retryable: bool | None = None,
         retry_after: float | None = None,
         response_body: str | None = None,
     ) -> None:
+        if retryable is None:
+            retryable = self.default_retryable
+            if retryable is None:
+                raise TypeError(f"{type(self).__name__}() needs retryable=True or False")
         super().__init__(message)
         self.message = message
         self.service = service
@@ -66,24 +72,7 @@ class ApiError(Exception):
 class TransientApiError(ApiError):
     """Retryable failure: connection error, timeout, 5xx or 408."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        service: str,
-        status_code: int | None = None,
-        retryable: bool = True,
-        retry_after: float | None = None,
-        response_body: str | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            service=service,
-            status_code=status_code,
-            retryable=retryable,
-            retry_after=retry_after,
-            response_body=response_body,
-        )
+    default_retryable = True
 
 
 class RateLimitedError(TransientApiError):
@@ -93,24 +82,7 @@ class RateLimitedError(TransientApiError):
 class PermanentApiError(ApiError):
     """Not retryable: a 4xx other than 404/408/429, or an unusable 2xx response."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        service: str,
-        status_code: int | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-        response_body: str | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            service=service,
-            status_code=status_code,
-            retryable=retryable,
-            retry_after=retry_after,
-            response_body=response_body,
-        )
+    default_retryable = False
 
 
 class NotFoundError(ApiError):
