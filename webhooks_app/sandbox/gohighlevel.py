@@ -106,28 +106,23 @@ def get_contact(contact_id: str) -> Response:
 @bp.post("/contacts/<contact_id>/tags")
 def add_tags(contact_id: str) -> Response:
     """Add tags; a tag the contact already has is kept once."""
-    _, refusal = _contact_gate(contact_id)
-    if refusal is not None:
-        return refusal
-    tags = _tags_from_body()
-    if isinstance(tags, Response):
-        return tags
-    result = get_state().change_tags(contact_id, tags, add=True)
-    if result is None:  # reset between the gate and here
-        return json_response(ghl_error(404, "Contact not found"), 404)
-    return json_response({"tags": result, "traceId": get_state().new_trace_id()}, 201)
+    return _change_tags(contact_id, add=True, status=201)
 
 
 @bp.delete("/contacts/<contact_id>/tags")
 def remove_tags(contact_id: str) -> Response:
     """Remove tags; removing one the contact does not have is not an error."""
+    return _change_tags(contact_id, add=False, status=200)
+
+
+def _change_tags(contact_id: str, *, add: bool, status: int) -> Response:
     _, refusal = _contact_gate(contact_id)
     if refusal is not None:
         return refusal
     tags = _tags_from_body()
     if isinstance(tags, Response):
         return tags
-    result = get_state().change_tags(contact_id, tags, add=False)
+    result = get_state().change_tags(contact_id, tags, add=add)
     if result is None:  # reset between the gate and here
         return json_response(ghl_error(404, "Contact not found"), 404)
-    return json_response({"tags": result, "traceId": get_state().new_trace_id()}, 200)
+    return json_response({"tags": result, "traceId": get_state().new_trace_id()}, status)
