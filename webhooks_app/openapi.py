@@ -12,6 +12,7 @@ from typing import Any
 
 from .models import EventStatus
 from .pagination import COUNT_CAP
+from .replays import BULK_RETRY_MAX
 
 STATUS_LIST_PATTERN = "^({0})(,({0}))*$".format("|".join(EventStatus.ALL))
 
@@ -328,6 +329,14 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# The bulk retry's `limit`: larger values are capped, not refused (see filters.parse_int).
+_RETRY_LIMIT = {
+    "type": "integer",
+    "minimum": 1,
+    "description": f"at most this many (capped at {BULK_RETRY_MAX})",
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -457,11 +466,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                                             "default": False,
                                             "description": "only count what would be re-queued",
                                         },
-                                        "limit": {
-                                            "type": "integer",
-                                            "minimum": 1,
-                                            "description": "at most this many (and 1000)",
-                                        },
+                                        "limit": _RETRY_LIMIT,
                                     },
                                 }
                             }

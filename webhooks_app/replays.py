@@ -21,6 +21,10 @@ from .processing import ReplayRefused, replay_event
 
 logger = logging.getLogger(__name__)
 
+# A bulk retry through the API re-queues at most this many events per call; the
+# report's `more` says to call again.
+BULK_RETRY_MAX = 1000
+
 BATCH_SIZE = 200
 
 

@@ -27,7 +27,7 @@ from ..models import EventStatus, Payment, WebhookEvent
 from ..openapi import openapi_document
 from ..pagination import capped_count, keyset_page
 from ..processing import ReplayRefused, replay_event
-from ..replays import retry_matching
+from ..replays import BULK_RETRY_MAX, retry_matching
 from ..stats import dashboard
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-# A bulk retry re-queues at most this many events per call; `more` says to call again.
-BULK_RETRY_MAX = 1000
 MAX_STATS_HOURS = 168
 PUBLIC_ENDPOINTS = {"api.openapi"}
 
