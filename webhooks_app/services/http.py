@@ -456,9 +456,6 @@ class ApiHttpClient:
         )
 
 
-# -- settings from the Flask config mapping ---------------------------------
-
-
 class ApiClient:
     """What both API clients share: their `ApiHttpClient`, exposed read-only, and closing.
 
@@ -491,6 +488,9 @@ class ApiClient:
     def close(self) -> None:
         """Close the session if this client created it."""
         self._http.close()
+
+
+# -- settings from the Flask config mapping ---------------------------------
 
 
 def config_required(config: Mapping[str, Any], name: str, purpose: str) -> str:
