@@ -102,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 @event.listens_for(engine, "commit")
                 def _commit(conn):  # noqa: ANN001
-                    counts["SQL COMMIT (transactions)"] += 1
+                    # In autocommit each statement commits itself: no COMMIT is sent.
+                    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                        counts["SQL transactions in autocommit (no COMMIT sent)"] += 1
+                    else:
+                        counts["SQL COMMIT (transactions)"] += 1
 
                 @event.listens_for(engine, "checkout")
                 def _checkout(*_a):  # noqa: ANN001

@@ -70,31 +70,52 @@ def test_process_successfully(app, client, sandbox):
 
 def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
     """Claim + attempt row; payment + link; then attempt, event and the payment's GHL
-    fields together: three commits on one pooled connection, given back after the job."""
+    fields together: three transactions on one pooled connection, given back after the job.
+    On PostgreSQL each of them is one statement in autocommit: no BEGIN, no COMMIT sent."""
     payment, event_id = receive(client, sandbox, status="approved")
     db.session.remove()
-    counts = {"checkout": 0, "commit": 0}
+    checkouts, statements, commits = [], [], []
+    postgresql = db.engine.dialect.name == "postgresql"
 
     def checkout(*_args) -> None:
-        counts["checkout"] += 1
+        checkouts.append(1)
 
-    def commit(*_args) -> None:
-        counts["commit"] += 1
+    def statement(conn, _cursor, sql, *_rest) -> None:
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        statements.append((sql.split(None, 3)[:3] if postgresql else sql.split()[0], autocommit))
 
-    sa_event.listen(db.engine, "checkout", checkout)
-    sa_event.listen(db.engine, "commit", commit)
+    def commit(conn) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            commits.append(1)  # a COMMIT the database receives
+
+    listeners = {"checkout": checkout, "before_cursor_execute": statement, "commit": commit}
+    for name, listener in listeners.items():
+        sa_event.listen(db.engine, name, listener)
     try:
         assert process_event(event_id) == EventStatus.SUCCESS
     finally:
-        sa_event.remove(db.engine, "checkout", checkout)
-        sa_event.remove(db.engine, "commit", commit)
-    assert counts == {"checkout": 1, "commit": 3}
+        for name, listener in listeners.items():
+            sa_event.remove(db.engine, name, listener)
+    assert len(checkouts) == 1
+    if postgresql:
+        assert statements == [
+            (["SELECT", "webhook_events.id,", "webhook_events.status,"], True),
+            (["WITH", "claimed", "AS"], True),
+            (["WITH", "upserted", "AS"], True),
+            (["WITH", "finished_attempt", "AS"], True),
+        ]
+        assert commits == []
+    else:
+        kinds = ["SELECT", "UPDATE", "INSERT", "INSERT", "UPDATE", "UPDATE", "UPDATE", "UPDATE"]
+        assert [kind for kind, _ in statements] == kinds
+        assert len(commits) == 3
     assert db.engine.pool.checkedout() == 0
     stored = event(event_id)
     (attempt,) = stored.attempt_log
     assert (stored.status, attempt.outcome) == (EventStatus.SUCCESS, AttemptOutcome.SUCCESS)
     assert stored.payment.ghl_contact_id == sandbox.state.contacts()[0]["id"]
     assert stored.payment.tags_applied == ["mp-payment-approved"]
+    assert stored.payment_id == stored.payment.id and stored.updated_at >= attempt.started_at
 
 
 @pytest.mark.parametrize(
@@ -132,7 +153,7 @@ def test_tags_applied_accumulate_and_an_unchanged_contact_writes_nothing(app, cl
         run_worker(app)
     finally:
         sa_event.remove(db.engine, "before_cursor_execute", record)
-    assert not [s for s in statements if s.startswith("UPDATE payments")], statements
+    assert not [s for s in statements if "UPDATE payments" in s], statements
     db.session.expire_all()
     assert db.session.query(Payment).one().tags_applied == row.tags_applied
     assert db.session.query(WebhookEvent).filter_by(status=EventStatus.SUCCESS).count() == 3

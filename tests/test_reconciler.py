@@ -10,6 +10,7 @@ from sqlalchemy import delete
 
 from webhooks_app.extensions import db
 from webhooks_app.models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
+from webhooks_app.pipeline import PipelineResult
 from webhooks_app.processing import Claim, _record_success, claim_event
 from webhooks_app.queueing import get_queue, get_redis, get_scheduler, job_id
 from webhooks_app.reconciler import reconcile
@@ -93,7 +94,9 @@ def test_a_late_worker_cannot_overwrite_what_the_reconciler_decided(app, client,
     reconcile()
     # The "dead" worker was only slow: it now reports success for attempt 1.
     late = Claim(attempt.id, attempt.number, attempt.started_at)
-    assert _record_success(event_id, late, EventStatus.SUCCESS) == EventStatus.PENDING
+    assert _record_success(event_id, late, PipelineResult(EventStatus.SUCCESS)) == (
+        EventStatus.PENDING
+    )
     run_worker(app)
     assert event(event_id).status == EventStatus.SUCCESS and event(event_id).attempts == 2
 

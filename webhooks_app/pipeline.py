@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from flask import current_app
 from redis import RedisError
@@ -25,7 +25,7 @@ from .models import EventStatus, Payment, WebhookEvent
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
 from .services import GoHighLevelClient, MercadoPagoClient, RateLimitedError
-from .sql import INSERTS
+from .sql import INSERTS, composes_writes, execute_alone
 from .timeutil import parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -74,28 +74,66 @@ _LINK_PAYMENT = (
 )
 
 
-def run_pipeline(event: Row[Any], renew_lease: Callable[[], None] = _no_op) -> str:
-    """Process one event; return its final status (success or ignored). Raises on failure.
+class ContactChange(NamedTuple):
+    """New GoHighLevel fields of a payment, for the caller to write with `SET_CONTACT`."""
+
+    payment_id: int
+    contact_id: str
+    tags: list[str]
+
+    def params(self) -> dict[str, Any]:
+        """`SET_CONTACT`'s bound values."""
+        return {
+            "contact_payment_id": self.payment_id,
+            "new_contact_id": self.contact_id,
+            "new_tags": self.tags,
+        }
+
+
+class PipelineResult(NamedTuple):
+    """What an attempt that raised nothing leaves to record."""
+
+    status: str  # EventStatus.SUCCESS or IGNORED
+    contact: ContactChange | None = None
+
+
+def run_pipeline(event: Row[Any], renew_lease: Callable[[], None] = _no_op) -> PipelineResult:
+    """Process one event; return its final status and what to write with it. Raises on failure.
 
     `event` is the event's row as the attempt read it (id, type, resource_id,
     payment_id). `renew_lease` is called between steps (and while waiting for a
     GHL slot) so that a long attempt keeps its claim. The payment is committed
     before the GHL calls (no transaction stays open across them); what those
-    calls change on it is left for the caller to commit with the attempt's outcome.
+    calls change on it is returned, for the caller to write with the attempt's outcome.
     """
     if event.type != "payment":
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
-        return EventStatus.IGNORED
+        return PipelineResult(EventStatus.IGNORED)
     with observe_api_call("mercadopago"):
         data = mercadopago_client().get_payment(event.resource_id)
     renew_lease()
+    payment = store_payment(event, data)
+    renew_lease()
+    return PipelineResult(EventStatus.SUCCESS, sync_contact(payment, renew_lease))
+
+
+def store_payment(event: Row[Any], data: dict[str, Any]) -> Row[Any]:
+    """Upsert the payment and link the event to it, in one transaction; return the payment.
+
+    On PostgreSQL both are one statement (`WITH upserted AS (INSERT …) UPDATE …`), run
+    in autocommit; when our read loses to a newer stored row it returns nothing, and
+    the general path below reads the stored row instead.
+    """
+    if composes_writes(db.session):
+        params = {**_payment_values(data), "event_id": event.id}
+        payment = execute_alone(db.session, _upsert_and_link_statement(), params)
+        if payment is not None:
+            return payment
     payment = upsert_payment(data)
     if event.payment_id != payment.id:  # already linked (a retry): no UPDATE, as with the ORM
         db.session.execute(_LINK_PAYMENT, {"event_id": event.id, "new_payment_id": payment.id})
     db.session.commit()  # the payment and its link to the event, together
-    renew_lease()
-    sync_contact(payment, renew_lease)
-    return EventStatus.SUCCESS
+    return payment
 
 
 def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callable[[], None]) -> T:
@@ -154,12 +192,12 @@ _PAYMENT_STATE = (
     _payments.c.tags_applied,
 )
 _READ_PAYMENT = select(*_PAYMENT_STATE).where(
-    _payments.c.mp_payment_id == bindparam("mp_payment_id")
+    _payments.c.mp_payment_id == bindparam("new_mp_payment_id")
 )
 # `updated_at` is set by the column's onupdate.
-_SET_CONTACT = (
+SET_CONTACT = (
     update(_payments)
-    .where(_payments.c.id == bindparam("payment_id"))
+    .where(_payments.c.id == bindparam("contact_payment_id"))
     .values(ghl_contact_id=bindparam("new_contact_id"), tags_applied=bindparam("new_tags"))
 )
 
@@ -190,6 +228,21 @@ def _upsert_statement(dialect: str) -> Any:
     ).returning(*_PAYMENT_STATE)
 
 
+@functools.cache
+def _upsert_and_link_statement() -> Any:
+    """PostgreSQL: the payment upsert and the event's link to it, as one statement."""
+    upserted = _upsert_statement("postgresql").cte("upserted")
+    link = (
+        update(_events)
+        .where(_events.c.id == bindparam("event_id"))
+        .where(_events.c.payment_id.is_distinct_from(upserted.c.id))
+        # A column's onupdate is not applied inside a WITH: `updated_at` is set here.
+        .values(payment_id=upserted.c.id, updated_at=bindparam("new_updated_at"))
+        .cte("linked")
+    )
+    return select(*(upserted.c[column.name] for column in _PAYMENT_STATE)).add_cte(link)
+
+
 def upsert_payment(data: dict[str, Any]) -> Row[Any]:
     """Insert or update the payment from MercadoPago's data; never go back in time.
 
@@ -200,11 +253,21 @@ def upsert_payment(data: dict[str, Any]) -> Row[Any]:
     `_PAYMENT_STATE`). Leaves the transaction open: the caller commits (with whatever
     else belongs to it).
     """
-    mp_payment_id = str(data["id"])
+    values = _payment_values(data)
+    statement = _upsert_statement(db.session.get_bind().dialect.name)
+    payment = db.session.execute(statement, values).one_or_none()
+    if payment is not None:
+        return payment
+    # Our read is older than the stored row, which stays as it is.
+    return db.session.execute(_READ_PAYMENT, values).one()
+
+
+def _payment_values(data: dict[str, Any]) -> dict[str, Any]:
+    """The upsert's bound values (`new_<column>`) for MercadoPago's payment data."""
     payer = data.get("payer") or {}
     now = utcnow()
     values = {
-        "mp_payment_id": mp_payment_id,
+        "mp_payment_id": str(data["id"]),
         "created_at": now,
         "status": data.get("status"),
         "status_detail": data.get("status_detail"),
@@ -216,25 +279,21 @@ def upsert_payment(data: dict[str, Any]) -> Row[Any]:
         "raw": data,
         "updated_at": now,
     }
-    statement = _upsert_statement(db.session.get_bind().dialect.name)
-    payment = db.session.execute(
-        statement, {f"new_{name}": value for name, value in values.items()}
-    ).one_or_none()
-    if payment is not None:
-        return payment
-    # Our read is older than the stored row, which stays as it is.
-    return db.session.execute(_READ_PAYMENT, {"mp_payment_id": mp_payment_id}).one()
+    return {f"new_{name}": value for name, value in values.items()}
 
 
-def sync_contact(payment: Row[Any], renew_lease: Callable[[], None] = _no_op) -> None:
+def sync_contact(
+    payment: Row[Any], renew_lease: Callable[[], None] = _no_op
+) -> ContactChange | None:
     """Upsert the payer as a GHL contact and tag them with the payment's current status.
 
-    Writes the payment's GHL fields without committing: the caller records them with
-    the attempt's success, in one transaction. `payment` is `upsert_payment`'s row.
+    Returns the payment's new GHL fields (None if unchanged) without writing them: the
+    caller records them with the attempt's success, in one transaction. `payment` is
+    `upsert_payment`'s row.
     """
     if not payment.payer_email:
         logger.info("payment %s has no payer e-mail; GoHighLevel skipped", payment.mp_payment_id)
-        return
+        return None
     raw = payment.raw or {}
     payer = raw.get("payer") or {}
     contact = call_gohighlevel(
@@ -253,11 +312,9 @@ def sync_contact(payment: Row[Any], renew_lease: Callable[[], None] = _no_op) ->
         call_gohighlevel(lambda client: client.add_tags(contact_id, [tag]), renew_lease)
         if tag not in tags:
             tags.append(tag)
-    if (contact_id, tags) != (payment.ghl_contact_id, payment.tags_applied or []):
-        db.session.execute(
-            _SET_CONTACT,
-            {"payment_id": payment.id, "new_contact_id": contact_id, "new_tags": tags},
-        )
+    if (contact_id, tags) == (payment.ghl_contact_id, payment.tags_applied or []):
+        return None
+    return ContactChange(payment.id, contact_id, tags)
 
 
 def _decimal(value: Any) -> Decimal | None:

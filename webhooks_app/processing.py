@@ -7,10 +7,17 @@ conditional UPDATE moves the row from `pending` to `processing` does any work.
 A successful attempt runs on a few SQLAlchemy Core statements built once (below):
 building an ORM statement and flushing ORM objects cost more CPU than executing the
 statement. The rarer paths (failures, hand-backs, the reconciler) use the ORM.
+
+Such an attempt has three transactions: the claim with its attempt row, the payment
+with the event's link to it, and the outcome. On PostgreSQL each is a single statement
+(`WITH … UPDATE/INSERT …`) run in autocommit, one round trip where a transaction costs
+three or more (psycopg's BEGIN, the statements, the COMMIT); SQLite, whose `WITH` takes
+only a SELECT, runs the same writes as a transaction of several statements.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -26,14 +33,15 @@ from redis import RedisError
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq import get_current_job
-from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, insert, literal, or_, select, update
 
 from . import queueing
 from .extensions import PINNED_CONNECTION, db
 from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, EVENTS_FINISHED, PROCESSING_LATENCY
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
-from .pipeline import run_pipeline
+from .pipeline import SET_CONTACT, PipelineResult, run_pipeline
+from .sql import composes_writes, execute_alone
 from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -77,7 +85,7 @@ _CLAIM = (
         locked_until=bindparam("lease_until"),
         updated_at=bindparam("now"),
     )
-    .returning(_events.c.attempts)
+    .returning(_events.c.id, _events.c.attempts)
 )
 
 _OPEN_ATTEMPT = (
@@ -92,6 +100,23 @@ _OPEN_ATTEMPT = (
     .returning(_attempts.c.id)
 )
 
+# PostgreSQL: the claim and its attempt row in one statement (see `claim_event`).
+_claimed = _CLAIM.cte("claimed")
+_CLAIM_AND_OPEN = (
+    insert(_attempts)
+    .from_select(
+        ["event_id", "number", "started_at", "worker", "outcome"],
+        select(
+            _claimed.c.id,
+            _claimed.c.attempts,
+            bindparam("now", type_=_attempts.c.started_at.type),
+            bindparam("worker_name", type_=_attempts.c.worker.type),
+            literal(AttemptOutcome.RUNNING, type_=_attempts.c.outcome.type),
+        ),
+    )
+    .returning(_attempts.c.id, _attempts.c.number)
+)
+
 _FINISH_ATTEMPT = (
     update(_attempts)
     .where(_attempts.c.id == bindparam("attempt_id"))
@@ -104,10 +129,11 @@ _FINISH_ATTEMPT = (
 
 # The event still belongs to attempt `number`: nobody (the reconciler) has taken it back.
 # Every transition out of `processing` is conditional on it (see `_transition`).
+# (Bind names that no column of `webhook_attempts` has: see `_succeed_in_one`.)
 _HOLDS_CLAIM = and_(
-    _events.c.id == bindparam("event_id"),
+    _events.c.id == bindparam("claimed_event_id"),
     _events.c.status == EventStatus.PROCESSING,
-    _events.c.attempts == bindparam("number"),
+    _events.c.attempts == bindparam("claim_number"),
 )
 
 # The success transition, built once; returns received_at if this attempt still held the claim.
@@ -123,6 +149,16 @@ _SUCCEED = (
     )
     .returning(_events.c.received_at)
 )
+
+
+@functools.cache
+def _succeed_in_one(with_contact: bool) -> Any:
+    """PostgreSQL: the success transaction's writes as one statement (see `_record_success`)."""
+    statement = _SUCCEED.add_cte(_FINISH_ATTEMPT.cte("finished_attempt"))
+    if not with_contact:
+        return statement
+    # A column's onupdate is not applied inside a WITH: `updated_at` is set here.
+    return statement.add_cte(SET_CONTACT.values(updated_at=bindparam("now")).cte("contact"))
 
 
 class Claim(NamedTuple):
@@ -165,7 +201,7 @@ def job_session() -> Iterator[None]:
 
 def run_attempt(event_id: int) -> str:
     """Claim the event, run its pipeline once and record the result."""
-    event = db.session.execute(_LOAD_EVENT, {"event_id": event_id}).one_or_none()
+    event = execute_alone(db.session, _LOAD_EVENT, {"event_id": event_id})
     if event is None:
         logger.warning("event %s does not exist; job dropped", event_id)
         return "missing"
@@ -218,7 +254,7 @@ def _run_claimed(event: Row[Any], claim: Claim, renew: Callable[[], None]) -> st
     logger.info("event %s attempt %s started", event_id, claim.number)
 
     try:
-        status = run_pipeline(event, renew_lease=renew)
+        result = run_pipeline(event, renew_lease=renew)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded; none escapes unrecorded
         db.session.rollback()
         return _record_failure(event_id, claim.attempt_id, exc)
@@ -228,31 +264,35 @@ def _run_claimed(event: Row[Any], claim: Claim, renew: Callable[[], None]) -> st
         db.session.rollback()
         _hand_back(event_id, claim.attempt_id)
         raise
-    return _record_success(event_id, claim, status)
+    return _record_success(event_id, claim, result)
 
 
 def claim_event(event_id: int) -> Claim | None:
     """Atomically move a due `pending` event to `processing` and open its attempt row.
 
     One conditional UPDATE decides who wins; the winner gets the new attempt
-    (committed with the claim, in one transaction), everyone else None.
+    (committed with the claim, in one transaction), everyone else None. On PostgreSQL
+    both are one statement (`WITH claimed AS (UPDATE …) INSERT …`), run in autocommit.
     """
     now = utcnow()
-    number = db.session.execute(
-        _CLAIM,
-        {
-            "event_id": event_id,
-            "due_by": now + EARLY_ARRIVAL_GRACE,
-            "lease_until": now + _lease(),
-            "now": now,
-        },
-    ).scalar_one_or_none()
-    if number is None:
+    params = {
+        "event_id": event_id,
+        "due_by": now + EARLY_ARRIVAL_GRACE,
+        "lease_until": now + _lease(),
+        "now": now,
+        "worker_name": _worker_name(),
+    }
+    if composes_writes(db.session):
+        opened = execute_alone(db.session, _CLAIM_AND_OPEN, params)
+        return None if opened is None else Claim(opened.id, opened.number, now)
+    claimed = db.session.execute(_CLAIM, params).one_or_none()
+    if claimed is None:
         db.session.rollback()
         return None
+    number = claimed.attempts
     attempt_id = db.session.execute(
         _OPEN_ATTEMPT,
-        {"event_id": event_id, "number": number, "now": now, "worker_name": _worker_name()},
+        {"event_id": event_id, "number": number, "now": now, "worker_name": params["worker_name"]},
     ).scalar_one()
     db.session.commit()
     return Claim(attempt_id, number, now)
@@ -277,7 +317,7 @@ def _transition(event_id: int, attempt_number: int, *conditions: Any, **values: 
     """
     result = db.session.execute(
         update(_events).where(_HOLDS_CLAIM, *conditions).values(updated_at=utcnow(), **values),
-        {"event_id": event_id, "number": attempt_number},
+        {"claimed_event_id": event_id, "claim_number": attempt_number},
     )
     if result.rowcount == 1:
         return True
@@ -289,26 +329,40 @@ def _claim_lost(event_id: int, attempt_number: int) -> None:
     logger.warning("event %s attempt %s no longer holds its claim", event_id, attempt_number)
 
 
-def _record_success(event_id: int, attempt: Claim, status: str) -> str:
-    """Finish the attempt and the event in one transaction, with what the pipeline left
-    uncommitted (the UPDATE of the payment's GoHighLevel fields)."""
+def _record_success(event_id: int, attempt: Claim, result: PipelineResult) -> str:
+    """Finish the attempt and the event in one transaction, with the payment's new
+    GoHighLevel fields if the pipeline changed them. On PostgreSQL the three writes are
+    one statement (`WITH … UPDATE`), run in autocommit."""
     now = utcnow()
+    status, contact = result
     outcome = AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED
-    db.session.execute(
-        _FINISH_ATTEMPT,
-        {
-            "attempt_id": attempt.attempt_id,
-            "now": now,
-            "duration": _duration_ms(attempt.started_at, now),
-            "new_outcome": outcome,
-        },
-    )
+    # Separate dicts: a key named like a column of an UPDATE's table would join its SET.
+    finish = {
+        "attempt_id": attempt.attempt_id,
+        "now": now,
+        "duration": _duration_ms(attempt.started_at, now),
+        "new_outcome": outcome,
+    }
+    succeed = {
+        "claimed_event_id": event_id,
+        "claim_number": attempt.number,
+        "new_status": status,
+        "now": now,
+    }
+    contact_params = contact.params() if contact else {}
+    if composes_writes(db.session):
+        won = execute_alone(
+            db.session,
+            _succeed_in_one(contact is not None),
+            {**finish, **succeed, **contact_params},
+        )
+    else:
+        if contact:
+            db.session.execute(SET_CONTACT, contact_params)
+        db.session.execute(_FINISH_ATTEMPT, finish)
+        won = db.session.execute(_SUCCEED, succeed).one_or_none()
+        db.session.commit()
     ATTEMPTS.labels(outcome).inc()
-    won = db.session.execute(
-        _SUCCEED,
-        {"event_id": event_id, "number": attempt.number, "new_status": status, "now": now},
-    ).one_or_none()
-    db.session.commit()
     if won is None:
         _claim_lost(event_id, attempt.number)
         return db.session.get(WebhookEvent, event_id, populate_existing=True).status
