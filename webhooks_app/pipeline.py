@@ -25,7 +25,7 @@ from .models import EventStatus, Payment, WebhookEvent
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
 from .services import GoHighLevelClient, MercadoPagoClient, RateLimitedError
-from .sql import INSERTS, composes_writes, execute_alone
+from .sql import INSERTS, execute_alone, one_statement_transactions
 from .timeutil import parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def store_payment(event: Row[Any], data: dict[str, Any]) -> Row[Any]:
     in autocommit; when our read loses to a newer stored row it returns nothing, and
     the general path below reads the stored row instead.
     """
-    if composes_writes(db.session):
+    if one_statement_transactions(db.session):
         params = {**_payment_values(data), "event_id": event.id}
         payment = execute_alone(db.session, _upsert_and_link_statement(), params)
         if payment is not None:

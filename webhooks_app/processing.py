@@ -41,7 +41,7 @@ from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, EVENTS_FINISHED, PROCESSING_LATENCY
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
 from .pipeline import SET_CONTACT, PipelineResult, run_pipeline
-from .sql import composes_writes, execute_alone
+from .sql import execute_alone, one_statement_transactions
 from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def claim_event(event_id: int) -> Claim | None:
         "now": now,
         "worker_name": _worker_name(),
     }
-    if composes_writes(db.session):
+    if one_statement_transactions(db.session):
         opened = execute_alone(db.session, _CLAIM_AND_OPEN, params)
         return None if opened is None else Claim(opened.id, opened.number, now)
     claimed = db.session.execute(_CLAIM, params).one_or_none()
@@ -350,7 +350,7 @@ def _record_success(event_id: int, attempt: Claim, result: PipelineResult) -> st
         "now": now,
     }
     contact_params = contact.params() if contact else {}
-    if composes_writes(db.session):
+    if one_statement_transactions(db.session):
         won = execute_alone(
             db.session,
             _succeed_in_one(contact is not None),

@@ -20,10 +20,12 @@ def dialect_insert(table: Any, bind: Connection | Session) -> Any:
     return INSERTS[dialect.name](table)
 
 
-def composes_writes(session: Session) -> bool:
-    """Whether the session's database runs several writes as one statement (`WITH … UPDATE`).
+def one_statement_transactions(session: Session) -> bool:
+    """Whether a transaction of several writes runs here as one statement in autocommit.
 
-    PostgreSQL does; SQLite does not (its `WITH` takes only a SELECT).
+    On PostgreSQL: `WITH … UPDATE/INSERT …` puts the writes in one statement, and
+    autocommit saves psycopg's BEGIN and COMMIT round trips. Not on SQLite, whose
+    `WITH` takes only a SELECT (and which has no round trips to save).
     """
     return session.get_bind().dialect.name == "postgresql"
 
@@ -31,11 +33,17 @@ def composes_writes(session: Session) -> bool:
 def execute_alone(session: Session, statement: Any, params: dict[str, Any]) -> Row[Any] | None:
     """Run one statement as a transaction of its own and return its first row, if any.
 
-    In autocommit on the session's pinned connection (see extensions.Session): one
-    round trip, where a transaction costs three with psycopg (its BEGIN, the statement,
-    the COMMIT). The session must have no transaction open. Outside a job, with no
-    pinned connection, a connection of its own is used.
+    On PostgreSQL in autocommit, on the session's pinned connection (see
+    extensions.Session): one round trip, where a transaction costs three with psycopg
+    (its BEGIN, the statement, the COMMIT). The session must have no transaction open;
+    outside a job, with no pinned connection, a connection of its own is used. SQLite
+    has no round trips to save: the statement runs in the session, which is committed.
     """
+    if not one_statement_transactions(session):
+        result = session.execute(statement, params)
+        row = result.first() if result.returns_rows else None
+        session.commit()
+        return row
     pinned = session.info.get(PINNED_CONNECTION)
     if pinned is not None:
         return _autocommit(pinned, statement, params)
