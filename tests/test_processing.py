@@ -341,6 +341,23 @@ def test_payment_upsert_is_one_statement_and_keeps_the_newest(app):
     assert row.created_at <= row.updated_at
 
 
+def test_an_attempt_whose_read_is_older_links_the_stored_payment(app, client, sandbox):
+    """MercadoPago answers with data older than the stored row (a newer read came first):
+    the row stays as it is, and the event is linked to it and tagged by its status. On
+    PostgreSQL the one-statement upsert returns nothing, and the general path takes over."""
+    payment, event_id = receive(client, sandbox, status="approved")
+    newer = {"status": "refunded", "date_last_updated": "2099-01-01T00:00:00.000-04:00"}
+    stored = upsert_payment({**payment, **newer})
+    db.session.commit()
+    assert process_event(event_id) == EventStatus.SUCCESS
+    db.session.expire_all()
+    row = db.session.query(Payment).one()
+    assert (row.id, row.status) == (stored.id, "refunded")
+    assert event(event_id).payment_id == row.id
+    (contact,) = sandbox.state.contacts()
+    assert contact["tags"] == ["mp-payment-refunded"] and row.tags_applied == contact["tags"]
+
+
 def test_payment_upsert_without_dates_takes_the_latest_read(app):
     upsert_payment({"id": 8, "status": "pending"})
     assert upsert_payment({"id": 8, "status": "approved"}).status == "approved"
