@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
@@ -12,7 +14,13 @@ from sqlalchemy import event as sa_event
 from webhooks_app.extensions import db
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
 from webhooks_app.pipeline import upsert_payment
-from webhooks_app.processing import ReplayRefused, claim_event, process_event, replay_event
+from webhooks_app.processing import (
+    Claim,
+    ReplayRefused,
+    claim_event,
+    process_event,
+    replay_event,
+)
 from webhooks_app.queueing import enqueue_event, get_queue, get_redis
 from webhooks_app.timeutil import utcnow
 
@@ -264,6 +272,30 @@ def test_claim_is_won_once_and_extra_jobs_do_nothing(app, client, sandbox):
     assert claim_event(event_id) is None
     assert process_event(event_id) == EventStatus.PROCESSING  # someone else holds it
     assert sandbox.state.calls() == []
+
+
+def test_concurrent_claims_have_one_winner_and_one_attempt_row(app, client, sandbox):
+    """Eight workers claim the same event at once, each on its own connection: the
+    conditional UPDATE (on PostgreSQL inside the one-statement claim) lets one win, and
+    only the winner's attempt row exists."""
+    _, event_id = receive(client, sandbox)
+    db.session.remove()
+    start = threading.Barrier(8)
+
+    def claim(_: int) -> Claim | None:
+        with app.app_context():
+            start.wait(timeout=10)
+            try:
+                return claim_event(event_id)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        claims = list(pool.map(claim, range(8)))
+    (won,) = [c for c in claims if c is not None]
+    stored = event(event_id)
+    assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 1)
+    assert [(a.id, a.number) for a in stored.attempt_log] == [(won.attempt_id, 1)]
 
 
 def test_job_for_a_finished_event_does_nothing(app, client, sandbox):
