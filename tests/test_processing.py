@@ -381,7 +381,17 @@ def test_an_attempt_whose_read_is_older_links_the_stored_payment(app, client, sa
     newer = {"status": "refunded", "date_last_updated": "2099-01-01T00:00:00.000-04:00"}
     stored = upsert_payment({**payment, **newer})
     db.session.commit()
-    assert process_event(event_id) == EventStatus.SUCCESS
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:
+        statements.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert process_event(event_id) == EventStatus.SUCCESS
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", record)
+    assert len([s for s in statements if "ON CONFLICT" in s]) == 1  # the upsert is not repeated
     db.session.expire_all()
     row = db.session.query(Payment).one()
     assert (row.id, row.status) == (stored.id, "refunded")

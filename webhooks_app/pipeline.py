@@ -122,14 +122,19 @@ def store_payment(event: Row[Any], data: dict[str, Any]) -> Row[Any]:
 
     On PostgreSQL both are one statement (`WITH upserted AS (INSERT …) UPDATE …`), run
     in autocommit; when our read loses to a newer stored row it returns nothing, and
-    the general path below reads the stored row instead.
+    the stored row is read and linked below, as on SQLite.
     """
     if one_statement_transactions(db.session):
-        params = {**_payment_values(data), "event_id": event.id}
-        payment = execute_alone(db.session, _upsert_and_link_statement(), params)
+        values = _payment_values(data)
+        payment = execute_alone(
+            db.session, _upsert_and_link_statement(), {**values, "event_id": event.id}
+        )
         if payment is not None:
             return payment
-    payment = upsert_payment(data)
+        # Our read is older than the stored row, which stays as it is.
+        payment = db.session.execute(_READ_PAYMENT, values).one()
+    else:
+        payment = upsert_payment(data)
     if event.payment_id != payment.id:  # already linked (a retry): no UPDATE, as with the ORM
         db.session.execute(_LINK_PAYMENT, {"event_id": event.id, "new_payment_id": payment.id})
     db.session.commit()  # the payment and its link to the event, together
