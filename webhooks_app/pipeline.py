@@ -25,7 +25,7 @@ from .models import EventStatus, Payment, WebhookEvent
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
 from .services import GoHighLevelClient, MercadoPagoClient, RateLimitedError
-from .sql import INSERTS, execute_alone, one_statement_transactions
+from .sql import INSERTS, dialect_name, execute_alone, one_statement_transactions
 from .timeutil import parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def upsert_payment(data: dict[str, Any]) -> Row[Any]:
     else belongs to it).
     """
     values = _payment_values(data)
-    statement = _upsert_statement(db.session.get_bind().dialect.name)
+    statement = _upsert_statement(dialect_name(db.session))
     payment = db.session.execute(statement, values).one_or_none()
     if payment is not None:
         return payment

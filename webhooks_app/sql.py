@@ -7,27 +7,32 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from .extensions import PINNED_CONNECTION
 
 INSERTS = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
+def dialect_name(bind: Connection | Session | scoped_session[Session]) -> str:
+    """The name of the bind's database: "postgresql" or "sqlite"."""
+    connectable = bind if isinstance(bind, Connection) else bind.get_bind()
+    return connectable.dialect.name
+
+
 def dialect_insert(table: Any, bind: Connection | Session) -> Any:
     """An INSERT with `on_conflict_do_nothing` / `_do_update` for the bind's database."""
-    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
-    return INSERTS[dialect.name](table)
+    return INSERTS[dialect_name(bind)](table)
 
 
-def one_statement_transactions(session: Session) -> bool:
+def one_statement_transactions(session: Session | scoped_session[Session]) -> bool:
     """Whether a transaction of several writes runs here as one statement in autocommit.
 
     On PostgreSQL: `WITH … UPDATE/INSERT …` puts the writes in one statement, and
     autocommit saves psycopg's BEGIN and COMMIT round trips. Not on SQLite, whose
     `WITH` takes only a SELECT (and which has no round trips to save).
     """
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_name(session) == "postgresql"
 
 
 def execute_alone(session: Session, statement: Any, params: dict[str, Any]) -> Row[Any] | None:

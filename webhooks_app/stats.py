@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, func, select
 from . import queueing
 from .extensions import db
 from .models import EventStatus, Payment, WebhookEvent
+from .sql import dialect_name
 from .timeutil import isoformat, utcnow
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,6 @@ def oldest_pending(now: datetime | None = None) -> dict[str, Any]:
 
 def _minute_bucket(column: Any) -> ColumnElement[Any]:
     """The column's timestamp truncated to the minute, in the database's own dialect."""
-    if db.session.get_bind().dialect.name == "sqlite":
+    if dialect_name(db.session) == "sqlite":
         return func.strftime("%Y-%m-%d %H:%M:00", column)
     return func.date_trunc("minute", column)
