@@ -32,6 +32,7 @@ import sys
 import time
 
 from common import (
+    BENCH,
     GUNICORN_ARGS,
     QUEUE,
     Loader,
@@ -55,7 +56,7 @@ from common import (
 )
 
 VARIANTS = ("parse", "lpush", "enqueue", "store", "store_enqueue")
-PROTOTYPES = ("store_core", "store_min_lpush")  # see bench/variants_app.py
+PROTOTYPES = ("store_core", "store_min_lpush", "store_lpush")  # see bench/variants_app.py
 P99_GOAL_MS = 25.0
 RATIO_GOAL = 0.5
 HEADERS = (
@@ -150,9 +151,14 @@ def main(argv: list[str] | None = None) -> int:
                 server = session.gunicorn(
                     f"variants-{kind}", "variants_app:app", env, args=web_args
                 )
+                # store_lpush's dispatcher (bench/variants_app.py), on the same machine.
+                dispatcher = session.start(
+                    f"dispatcher-{kind}", [sys.executable, str(BENCH / "variants_app.py")], env
+                )
                 for variant in comma_list(args.variants):
                     log(f"{kind}: variant {variant} (paired with the ceiling)")
                     paired(server, f"{kind}: {variant}", f"/bench/{variant}", ceiling0)
+                session.stop(dispatcher)
                 session.stop(server)
                 session.redis().flushdb()
             before = sql_scalar(url, "SELECT count(*) FROM webhook_events")

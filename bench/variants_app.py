@@ -21,6 +21,10 @@ Two prototypes of a cheaper store, measured to size the proposals in BENCHMARKS.
 - store_min_lpush: parse + the same INSERT on an AUTOCOMMIT engine without
                    pre-ping (one round trip, committed when it returns) + one LPUSH
                    of the event id (what a dispatcher would move to RQ in batches)
+- store_lpush:     parse + the service's group commit, then one LPUSH of the batch's
+                   new event ids instead of RQ's `enqueue_many`; `python variants_app.py`
+                   is the dispatcher that turns those ids into RQ jobs (bench/ingest.py
+                   runs it beside this variant, so its CPU is paid on the same machine)
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from webhooks_app.extensions import db
 from webhooks_app.ingest import store_event
 from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.notifications import parse_notification
-from webhooks_app.queueing import enqueue_event, get_redis
+from webhooks_app.queueing import enqueue_event, enqueue_events, get_redis, make_redis
 from webhooks_app.signatures import verify_signature
 from webhooks_app.timeutil import utcnow
 
@@ -144,3 +148,42 @@ def store_min_lpush():
         event_id = conn.execute(_insert_statement(_parse())).scalar()
     get_redis().lpush("bench:dispatch", event_id)
     return jsonify({"status": "accepted", "event_id": event_id}), 200
+
+
+# -- store_lpush: the request path of a design where a dispatcher queues the jobs --
+DISPATCH_KEY = "bench:store_lpush"
+
+
+class _LpushWriter(ingest.EventWriter):
+    """The service's group commit, then the batch's new ids in one LPUSH (no RQ)."""
+
+    def _insert_or_split(self, batch):
+        created = super()._insert_or_split(batch)
+        if created:
+            get_redis().lpush(DISPATCH_KEY, *[request.result.id for request in created])
+        return created
+
+
+_store_lpush = _LpushWriter(app.config["INGEST_MAX_BATCH"], enqueue=False)
+
+
+@app.post("/bench/store_lpush/webhooks/mp")
+def store_lpush():
+    stored = _store_lpush.store(_parse())
+    return jsonify({"status": "accepted", "event_id": stored.id}), 200
+
+
+def dispatch_forever() -> None:
+    """The other half of store_lpush: take the pushed ids, queue their RQ jobs in batches."""
+    with app.app_context():
+        redis = make_redis(app.config["REDIS_URL"], 30.0)  # longer than BLPOP's wait
+        while True:
+            popped = redis.blpop([DISPATCH_KEY], timeout=10)
+            if popped is None:
+                continue
+            ids = [popped[1], *(redis.lpop(DISPATCH_KEY, 500) or [])]
+            enqueue_events([(int(event_id), 1) for event_id in ids])
+
+
+if __name__ == "__main__":
+    dispatch_forever()
