@@ -13,7 +13,7 @@ shows as the difference between two variants:
 
 The real endpoint (`wsgi:app`, `/webhooks/mp`) adds the INFO log line on top.
 
-Two prototypes of a cheaper store, measured to size the proposals in BENCHMARKS.md
+Three prototypes of a cheaper store, measured to size the proposals in BENCHMARKS.md
 (they are not the service's code):
 
 - store_core:      parse + one Core `INSERT ... ON CONFLICT DO NOTHING RETURNING id`
@@ -155,7 +155,11 @@ DISPATCH_KEY = "bench:store_lpush"
 
 
 class _LpushWriter(ingest.EventWriter):
-    """The service's group commit, then the batch's new ids in one LPUSH (no RQ)."""
+    """The service's group commit, then the batch's new ids in one LPUSH (no RQ).
+
+    The LPUSH runs before the pen is handed over (the service enqueues after): one
+    Redis round trip more per batch for the next writer to wait, so slightly pessimistic.
+    """
 
     def _insert_or_split(self, batch):
         created = super()._insert_or_split(batch)
