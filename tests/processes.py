@@ -91,6 +91,8 @@ class Processes:
                 "16",
                 "--timeout",
                 "30",
+                # As in the Procfile: one control socket per user would be shared between runs.
+                "--no-control-socket",
             ],
         )
         self.url = f"http://127.0.0.1:{port}"
