@@ -11,17 +11,13 @@ import pytest
 from rq.job import Job
 from sqlalchemy import event as sa_event
 
+from webhooks_app.claims import Claim, claim_event
 from webhooks_app.extensions import db
+from webhooks_app.handlers.payment import upsert_payment
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
-from webhooks_app.pipeline import upsert_payment
-from webhooks_app.processing import (
-    Claim,
-    ReplayRefused,
-    claim_event,
-    process_event,
-    replay_event,
-)
+from webhooks_app.processing import process_event
 from webhooks_app.queueing import enqueue_event, get_queue, get_redis
+from webhooks_app.replays import ReplayRefused, replay_event
 from webhooks_app.timeutil import utcnow
 
 from conftest import drain, make_app, post_webhook, run_worker

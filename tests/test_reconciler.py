@@ -8,10 +8,11 @@ import pytest
 from rq.job import Job
 from sqlalchemy import delete
 
+from webhooks_app.attempts import _record_success
+from webhooks_app.claims import Claim, claim_event
 from webhooks_app.extensions import db
+from webhooks_app.handlers import HandlerResult as PipelineResult
 from webhooks_app.models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
-from webhooks_app.pipeline import PipelineResult
-from webhooks_app.processing import Claim, _record_success, claim_event
 from webhooks_app.queueing import get_queue, get_redis, get_scheduler, job_id
 from webhooks_app.reconciler import reconcile
 from webhooks_app.timeutil import utcnow

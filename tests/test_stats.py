@@ -8,8 +8,8 @@ import pytest
 from factories import add_event
 
 from webhooks_app.models import EventStatus
-from webhooks_app.processing import schedule_attempt
 from webhooks_app.queueing import get_queue
+from webhooks_app.retries import schedule_attempt
 from webhooks_app.stats import (
     dashboard,
     events_per_minute,

@@ -19,11 +19,11 @@ from redis import RedisError
 from sqlalchemy import select
 
 from . import queueing
+from .clients import mercadopago_client
 from .extensions import db
 from .ingest import store_event
 from .models import EventStatus, Payment, WebhookEvent
 from .notifications import Notification
-from .pipeline import mercadopago_client
 from .timeutil import isoformat, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)

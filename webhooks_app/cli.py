@@ -15,13 +15,14 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.orm import selectinload
 
+from .attempts import process_event
 from .filters import EventFilter, FilterError, parse_event_filter
 from .jobs import event_jobs
 from .lookups import event_detail, find_event
 from .models import EventStatus, WebhookEvent
 from .pagination import capped_count, keyset_page
-from .processing import due_events, process_event
 from .replays import RetryReport, retry_ids, retry_matching
+from .retries import due_events
 from .signatures import sign
 from .stats import dashboard
 

@@ -26,7 +26,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# Key of `Session.info` holding the connection a session is pinned to (see processing.py).
+# Key of `Session.info` holding the connection a session is pinned to (see attempts.job_session).
 PINNED_CONNECTION = "pinned_connection"
 
 

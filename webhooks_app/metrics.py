@@ -9,11 +9,13 @@ this module sets it from the configuration when the environment has none.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from .config import METRICS_DIR
@@ -66,12 +68,29 @@ API_CALLS = Histogram(
 )
 
 
-# Label values must stay few: a type label is one of these, or "other".
-KNOWN_TYPES = frozenset({"payment", "merchant_order", "chargebacks", "subscription_preapproval"})
+# Label values must stay few: a type label is a topic some handler processes, one of
+# these, or "other".
+LABELLED_TYPES = frozenset({"payment", "merchant_order", "chargebacks", "subscription_preapproval"})
+
+
+@functools.cache
+def known_types() -> frozenset[str]:
+    """The event types with a label of their own: `LABELLED_TYPES` and `handlers.TOPICS`."""
+    # Imported here, at the first call: the handlers import this module.
+    from .handlers import TOPICS
+
+    return LABELLED_TYPES | TOPICS
 
 
 def type_label(event_type: str) -> str:
-    return event_type if event_type in KNOWN_TYPES else "other"
+    return event_type if event_type in known_types() else "other"
+
+
+def count_final(status: str, received_at: datetime | None, processed_at: datetime | None) -> None:
+    """Metrics for an event that just reached its final status."""
+    EVENTS_FINISHED.labels(status).inc()
+    if processed_at and received_at:
+        PROCESSING_LATENCY.observe((processed_at - received_at).total_seconds())
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from . import queueing
 from .extensions import db
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
-from .processing import fail_attempt, schedule_attempt
+from .retries import fail_attempt, schedule_attempt
 from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)

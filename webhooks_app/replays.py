@@ -1,7 +1,5 @@
-"""Retrying events by id or by filter, for the admin, the API and the CLI.
-
-Each event goes through `processing.replay_event`, the one replay there is;
-this module only picks the events and reports what happened to each.
+"""Replays: one event (`replay_event`, the one replay there is), or many by id or by
+filter, for the admin, the API and the CLI, with a report of what happened to each.
 """
 
 from __future__ import annotations
@@ -15,9 +13,10 @@ from sqlalchemy import select
 
 from .extensions import db
 from .filters import EventFilter
-from .models import WebhookEvent
+from .models import EventStatus, WebhookEvent
 from .pagination import MAX_ID
-from .processing import ReplayRefused, replay_event
+from .retries import schedule_attempt
+from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +25,32 @@ logger = logging.getLogger(__name__)
 BULK_RETRY_MAX = 1000
 
 BATCH_SIZE = 200
+
+
+class ReplayRefused(ValueError):
+    """The event cannot be replayed in its current state."""
+
+
+def replay_event(event: WebhookEvent, *, force: bool = False) -> bool:
+    """Put an event back to `pending`, due now, with a fresh retry budget, and queue it.
+
+    A `success` event is refused unless `force`; an event being processed is
+    always refused. Returns whether the attempt reached Redis (if not, it stays
+    `pending` and is picked up from the database).
+    """
+    if event.status == EventStatus.PROCESSING:
+        raise ReplayRefused(f"event {event.id} is being processed right now")
+    if event.status == EventStatus.SUCCESS and not force:
+        raise ReplayRefused(f"event {event.id} already succeeded (force to replay it anyway)")
+    now = utcnow()
+    event.status = EventStatus.PENDING
+    event.attempts_at_replay = event.attempts
+    event.next_retry_at = now
+    event.processed_at = None
+    event.updated_at = now
+    db.session.commit()
+    logger.info("event %s replayed", event.id)
+    return schedule_attempt(event)
 
 
 @dataclass

@@ -30,3 +30,8 @@ def parse_iso(value: str | None) -> datetime | None:
 def isoformat(value: datetime | None) -> str | None:
     """Render a naive UTC datetime as ISO 8601 with a `Z`."""
     return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+def milliseconds_between(start: datetime, end: datetime) -> int:
+    """Whole milliseconds from `start` to `end` (an attempt's `duration_ms`)."""
+    return int((end - start).total_seconds() * 1000)

@@ -43,8 +43,7 @@ from ..jobs import event_jobs
 from ..lookups import find_event, find_payment, payment_events
 from ..models import EventStatus, Payment, WebhookEvent
 from ..pagination import capped_count, keyset_page
-from ..processing import ReplayRefused, replay_event
-from ..replays import RetryReport, retry_ids, retry_matching
+from ..replays import ReplayRefused, RetryReport, replay_event, retry_ids, retry_matching
 from ..stats import dashboard
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,7 @@ from ..lookups import event_detail, find_event, find_payment, payment_events
 from ..models import EventStatus, Payment, WebhookEvent
 from ..openapi import openapi_document
 from ..pagination import capped_count, keyset_page
-from ..processing import ReplayRefused, replay_event
-from ..replays import BULK_RETRY_MAX, retry_matching
+from ..replays import BULK_RETRY_MAX, ReplayRefused, replay_event, retry_matching
 from ..stats import dashboard
 
 logger = logging.getLogger(__name__)

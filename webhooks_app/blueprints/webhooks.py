@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..handlers import log_fields
 from ..ingest import NotStoredError, store_event
 from ..logging_setup import event_context
 from ..metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, type_label
@@ -78,9 +79,8 @@ def receive_mercadopago() -> ResponseReturnValue:
             notification.type,
         )
 
-    payment_id = notification.resource_id if notification.type == "payment" else None
     with event_context(
-        event_id=stored.id, webhook_id=notification.webhook_id, payment_id=payment_id
+        event_id=stored.id, webhook_id=notification.webhook_id, **log_fields(notification)
     ):
         if not stored.created:
             WEBHOOKS_RECEIVED.labels(type_label(notification.type), "duplicate").inc()

@@ -1,0 +1,73 @@
+"""Event handlers, one module per MercadoPago topic, and the registry that picks one.
+
+An event whose type no handler takes is `ignored`. Adding a topic is a new module
+here (a `Handler`), its entry in `HANDLERS`, and its migration and sandbox route.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Row
+
+from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
+from .payment import PaymentHandler
+
+__all__ = [
+    "HANDLERS",
+    "TOPICS",
+    "EventRef",
+    "Handler",
+    "HandlerContext",
+    "HandlerResult",
+    "handle_event",
+    "handler_for",
+    "lock_key",
+    "log_fields",
+]
+
+logger = logging.getLogger(__name__)
+
+HANDLERS: tuple[Handler, ...] = (PaymentHandler(),)
+
+
+def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:
+    by_topic: dict[str, Handler] = {}
+    for handler in handlers:
+        for topic in handler.topics:
+            if topic in by_topic:
+                raise ValueError(f"topic {topic!r} has two handlers")
+            by_topic[topic] = handler
+    return by_topic
+
+
+_BY_TOPIC = _by_topic(HANDLERS)
+# The topics processed (the others are ignored).
+TOPICS = frozenset(_BY_TOPIC)
+
+
+def handler_for(event_type: str) -> Handler | None:
+    """The handler of this event type; None if events of this type are ignored."""
+    return _BY_TOPIC.get(event_type)
+
+
+def lock_key(event: EventRef) -> str | None:
+    """The key that serialises the event's processing, if its handler has one."""
+    handler = handler_for(event.type)
+    return handler.lock_key(event) if handler else None
+
+
+def log_fields(event: EventRef) -> dict[str, Any]:
+    """The event's log fields its handler knows before any fetch (e.g. payment_id)."""
+    handler = handler_for(event.type)
+    return handler.log_fields(event) if handler else {}
+
+
+def handle_event(event: Row[Any], context: HandlerContext) -> HandlerResult:
+    """Process one event with its topic's handler; ignore it if none. Raises on failure."""
+    handler = handler_for(event.type)
+    if handler is None:
+        logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
+        return IGNORED
+    return handler.handle(event, context)

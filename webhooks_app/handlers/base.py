@@ -1,0 +1,65 @@
+"""The interface of a topic's handler, and what it gives back to the attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from sqlalchemy import Row
+
+from ..crm import CRM, ContactChange, current_crm, no_op
+from ..models import EventStatus
+
+
+class EventRef(Protocol):
+    """What a handler is told of an event before fetching anything: a stored event's row
+    (`statements.LOAD_EVENT`: id, type, resource_id, payment_id …) or a `Notification`."""
+
+    type: str
+    resource_id: str
+
+
+class HandlerResult(NamedTuple):
+    """What an attempt that raised nothing leaves to record, with its outcome."""
+
+    status: str  # EventStatus.SUCCESS or IGNORED
+    # The CRM fields to write with the outcome (in the same transaction), if they changed.
+    contact: ContactChange | None = None
+
+
+IGNORED = HandlerResult(EventStatus.IGNORED)
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What an attempt gives its handler besides the event."""
+
+    # Call between steps (and while waiting for a rate-limit slot): keeps the claim and
+    # the lock of a long attempt; cheap when there is nothing to renew yet.
+    renew_lease: Callable[[], None] = no_op
+    crm: CRM = field(default_factory=current_crm)
+
+
+class Handler(Protocol):
+    """Processes the events of its topics: fetch the resource, store it, link the event to
+    it (in the store's own transaction), and return the CRM changes to record.
+
+    Every step must be idempotent: a failed attempt runs again from the start.
+    """
+
+    # The MercadoPago notification types (topics) it handles.
+    topics: tuple[str, ...]
+
+    def lock_key(self, event: EventRef) -> str | None:
+        """What serialises its events (e.g. `payment:<id>`): two events with one key never
+        run at once. None: no lock."""
+        ...
+
+    def log_fields(self, event: EventRef) -> dict[str, Any]:
+        """Fields for the event's log lines (`logging_setup.EVENT_FIELDS`), e.g. payment_id."""
+        ...
+
+    def handle(self, event: Row[Any], context: HandlerContext) -> HandlerResult:
+        """Process the event once; raise on failure (a typed error says if it is retryable)."""
+        ...
