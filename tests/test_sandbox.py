@@ -400,7 +400,7 @@ def test_upsert_is_idempotent_by_email(sandbox: SandboxServer) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {},
+        {"locationId": LOCATION},  # real GHL needs an e-mail or a phone to match by
         {"locationId": LOCATION, "email": "not-an-email"},
         {"locationId": LOCATION, "phone": "no digits"},
         {"email": "ok@example.com"},

@@ -51,8 +51,10 @@ def new_contact_id(rng: random.Random) -> str:
 def upsert_errors(body: Any) -> list[str]:
     """Validation messages for an upsert body (empty when valid), in GHL's 422 style.
 
-    Only `locationId` is required (UpsertContactDto in GoHighLevel/highlevel-api-docs,
-    apps/contacts.json); e-mail and phone are optional, but checked when given.
+    UpsertContactDto (GoHighLevel/highlevel-api-docs, apps/contacts.json) requires only
+    `locationId`, but the real API needs an e-mail or a phone to match the contact by
+    (highlevel-api-docs issue #59), so one of them is required here; both are checked
+    when given.
     """
     if not isinstance(body, Mapping):
         return ["body must be a JSON object"]
@@ -65,6 +67,8 @@ def upsert_errors(body: Any) -> list[str]:
     phone = body.get("phone")
     if phone is not None and (not isinstance(phone, str) or not _digits(phone)):
         errors.append("phone must be a valid phone number")
+    if not match_keys(body) and not errors:
+        errors.append("email or phone is required")
     if "tags" in body and body["tags"] is not None:
         try:
             normalise_tags(body["tags"])

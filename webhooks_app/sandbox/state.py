@@ -149,7 +149,7 @@ class SandboxState:
         """Create or update the contact matched by e-mail, else phone; return (contact, is_new).
 
         GHL matches by the location's "Allow Duplicate Contact" order; the sandbox
-        uses e-mail first, then phone. A body with neither always creates a contact.
+        uses e-mail first, then phone.
         The body must already be valid (see `contacts.upsert_errors`).
         """
         with self._lock:
