@@ -153,6 +153,7 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
     while True:
         if limiter is not None:
             try:
+                limiter.observe(client.last_rate_limit)
                 limiter.acquire(
                     client.location_id, max(0.0, deadline - time.monotonic()), renew_lease
                 )
