@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -275,6 +276,77 @@ def test_429_without_retry_after(mocked: responses.RequestsMock, ghl: GoHighLeve
     assert type(error) is RateLimitedError
     assert error.retryable is True
     assert error.retry_after is None
+
+
+# https://marketplace.gohighlevel.com/docs/other/rate-limits: sent on every response.
+RATE_HEADERS = {
+    "X-RateLimit-Limit-Daily": "200000",
+    "X-RateLimit-Daily-Remaining": "199000",
+    "X-RateLimit-Interval-Milliseconds": "10000",
+    "X-RateLimit-Max": "100",
+    "X-RateLimit-Remaining": "0",
+}
+
+
+def test_429_without_retry_after_waits_the_burst_interval(
+    mocked: responses.RequestsMock, ghl: GoHighLevelClient
+) -> None:
+    """GoHighLevel documents no Retry-After: the interval header is the safe wait."""
+    mocked.post(
+        UPSERT_URL,
+        status=429,
+        json={"statusCode": 429, "message": "Too many requests"},
+        headers=RATE_HEADERS,
+    )
+    error = upsert_error(ghl)
+    assert type(error) is RateLimitedError
+    assert error.retry_after == 10.0
+    assert ghl.last_rate_limit is not None and ghl.last_rate_limit.exhausted
+
+
+def test_last_rate_limit_is_recorded_from_every_response(
+    mocked: responses.RequestsMock, ghl: GoHighLevelClient
+) -> None:
+    assert ghl.last_rate_limit is None
+    mocked.post(
+        UPSERT_URL,
+        json={"new": True, "contact": CONTACT, "traceId": "t"},
+        headers={**RATE_HEADERS, "X-RateLimit-Remaining": "41"},
+    )
+    mocked.post(TAGS_URL, status=404, json={"statusCode": 404}, headers=RATE_HEADERS)
+    mocked.delete(TAGS_URL, json={"tags": []})  # no headers: the last ones are kept
+
+    before = time.time()
+    ghl.upsert_contact(email="buyer@example.com")
+    first = ghl.last_rate_limit
+    with pytest.raises(NotFoundError):
+        ghl.add_tags(CONTACT_ID, ["paid"])
+    second = ghl.last_rate_limit
+    ghl.remove_tags(CONTACT_ID, ["paid"])
+
+    assert first is not None and first.remaining == 41 and not first.exhausted
+    assert (first.max, first.interval_ms, first.interval_seconds) == (100, 10000, 10.0)
+    assert (first.daily_limit, first.daily_remaining) == (200000, 199000)
+    assert before <= first.seen_at <= time.time()
+    assert second is not None and second.remaining == 0 and second.exhausted
+    assert ghl.last_rate_limit is second
+
+
+def test_upsert_by_phone_without_email(
+    mocked: responses.RequestsMock, ghl: GoHighLevelClient
+) -> None:
+    mocked.post(
+        UPSERT_URL,
+        json={"new": True, "contact": {"id": CONTACT_ID}, "traceId": "t"},
+        match=[
+            matchers.json_params_matcher(
+                {"locationId": LOCATION, "phone": "+5511999990000", "source": "mercadopago"}
+            )
+        ],
+    )
+    assert ghl.upsert_contact(phone="+5511999990000")["id"] == CONTACT_ID
+    with pytest.raises(ValueError, match="email or a phone"):
+        ghl.upsert_contact(email=" ", phone="")
 
 
 def test_429_with_retry_after_in_seconds(

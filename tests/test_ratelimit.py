@@ -10,6 +10,7 @@ from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.queueing import get_redis
 from webhooks_app.ratelimit import RateLimitTimeout, SharedRateLimiter
+from webhooks_app.services.gohighlevel import RateLimitInfo
 
 from conftest import make_app, post_webhook, run_worker
 
@@ -41,6 +42,39 @@ def test_a_429_pauses_every_worker(app):
     other.acquire("loc", max_wait=2, on_wait=lambda: renewals.append(1))
     calls.append(time.monotonic() - started)
     assert calls[0] >= 0.4 and renewals  # waited out the pause, renewing its lease meanwhile
+
+
+def test_observe_pauses_every_worker_when_none_is_left(app):
+    limiter = SharedRateLimiter(get_redis(app), "test", 100, 10)
+    other = SharedRateLimiter(get_redis(app), "test", 100, 10)
+    now = time.time()
+
+    assert limiter.observe(None) == 0
+    assert limiter.observe(RateLimitInfo(100, 5, 500, 200_000, 9, now)) == 0  # some left
+    assert limiter.observe(RateLimitInfo(100, 0, 500, 200_000, 9, now - 1)) == 0  # stale
+    paused = limiter.observe(RateLimitInfo(100, 0, 500, 200_000, 9, now))
+    started = time.monotonic()
+    other.acquire("loc", max_wait=2)
+
+    assert 0.4 < paused <= 0.5
+    assert time.monotonic() - started >= 0.35  # the other worker waited the interval out
+    daily = limiter.observe(RateLimitInfo(100, 7, 300, 200_000, 0, time.time()))
+    assert 0.2 < daily <= 0.3  # none left today: the interval is paused too
+
+
+def test_pipeline_slows_down_on_ghl_remaining_before_a_429(sandbox, client):
+    """Our own limit is far above the API's (another integration spends the same budget):
+    the API's X-RateLimit-Remaining still keeps the calls clear of 429s."""
+    generous = make_app(sandbox, GHL_RATE_LIMIT="100/10")
+    sandbox.state.set_rate_limit(3, 1.0)
+    for _ in range(3):
+        post_webhook(client, sandbox.state.add_payment()["id"])
+    with generous.app_context():
+        run_worker(generous)
+        statuses = {e.status for e in db.session.query(WebhookEvent)}
+    ghl = sandbox.state.calls(api="gohighlevel")
+    assert statuses == {EventStatus.SUCCESS}
+    assert [c["status"] for c in ghl].count(429) == 0 and len(ghl) == 6
 
 
 def test_burst_through_the_pipeline_never_exceeds_the_limit(sandbox, client):

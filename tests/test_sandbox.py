@@ -31,6 +31,14 @@ pytestmark = pytest.mark.timeout(30)
 MP_AUTH = {"Authorization": "Bearer test-mp-token"}
 GHL_HEADERS = {"Authorization": "Bearer test-ghl-token", "Version": "2021-07-28"}
 LOCATION = "loc-1"
+# https://marketplace.gohighlevel.com/docs/other/rate-limits: on every response.
+RATE_LIMIT_HEADERS = (
+    "X-RateLimit-Limit-Daily",
+    "X-RateLimit-Daily-Remaining",
+    "X-RateLimit-Interval-Milliseconds",
+    "X-RateLimit-Max",
+    "X-RateLimit-Remaining",
+)
 MP_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}-04:00$")
 TIMEOUT = 5
 
@@ -268,7 +276,7 @@ def test_fault_delay_then_error_makes_client_time_out(sandbox: SandboxServer) ->
         get_payment(sandbox, payment["id"], timeout=0.1)
 
 
-def test_fault_429_sends_retry_after(sandbox: SandboxServer) -> None:
+def test_fault_429_sends_retry_after_for_mercadopago_only(sandbox: SandboxServer) -> None:
     payment = sandbox.state.add_payment()
     sandbox.state.set_fault(MERCADOPAGO, payment["id"], status=429, retry_after=2)
     sandbox.state.set_fault(GOHIGHLEVEL, "*", status=429)
@@ -280,7 +288,7 @@ def test_fault_429_sends_retry_after(sandbox: SandboxServer) -> None:
     assert mp.headers["Retry-After"] == "2"
     assert mp.json()["status"] == 429
     assert ghl.status_code == 429
-    assert ghl.headers["Retry-After"] == "1"
+    assert "Retry-After" not in ghl.headers  # GoHighLevel documents none
     assert ghl.json() == {"statusCode": 429, "message": "Too Many Requests"}
 
 
@@ -376,7 +384,8 @@ def test_upsert_is_idempotent_by_email(sandbox: SandboxServer) -> None:
         timeout=TIMEOUT,
     )
 
-    assert first.status_code == 201 and first.json()["new"] is True
+    # 200 for a new contact too (UpsertContactsSuccessfulResponseDto is the 200 answer).
+    assert first.status_code == 200 and first.json()["new"] is True
     assert second.status_code == 200 and second.json()["new"] is False
     contact = second.json()["contact"]
     assert contact["id"] == first.json()["contact"]["id"]
@@ -391,8 +400,9 @@ def test_upsert_is_idempotent_by_email(sandbox: SandboxServer) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"locationId": LOCATION},
+        {"locationId": LOCATION},  # real GHL needs an e-mail or a phone to match by
         {"locationId": LOCATION, "email": "not-an-email"},
+        {"locationId": LOCATION, "phone": "no digits"},
         {"email": "ok@example.com"},
         {"locationId": LOCATION, "email": "ok@example.com", "tags": "paid"},
     ],
@@ -419,6 +429,7 @@ def test_get_contact_and_404(sandbox: SandboxServer) -> None:
 
     assert found.status_code == 200
     assert found.json()["contact"]["email"] == "b@example.com"
+    assert set(found.json()) == {"contact"}
     assert missing.status_code == 404
     assert missing.json() == {"statusCode": 404, "message": "Contact not found"}
 
@@ -437,8 +448,8 @@ def test_tags_add_and_remove_are_idempotent(sandbox: SandboxServer) -> None:
         "mp-payment-approved",
         "vip",
     ]
-    assert again.json()["tags"] == ["mp-payment-approved", "vip"]
-    assert removed.status_code == 200 and removed.json()["tags"] == ["mp-payment-approved"]
+    assert again.json() == {"tags": ["mp-payment-approved", "vip"]}  # the documented body
+    assert removed.status_code == 200 and removed.json() == {"tags": ["mp-payment-approved"]}
     assert removed_again.json()["tags"] == ["mp-payment-approved"]
     assert unknown.status_code == 404
     assert invalid.status_code == 422
@@ -488,15 +499,17 @@ def test_ghl_fault_by_email_hits_upsert_and_tags(sandbox: SandboxServer) -> None
 
     assert faulted_upsert.status_code == 502
     assert faulted_upsert.json() == {"statusCode": 502, "message": "Bad Gateway"}
-    assert other.status_code == 201
+    assert other.status_code == 200
     assert faulted_tags.status_code == 502
     assert recovered.status_code == 201
 
 
-def test_rate_limit_answers_429_with_retry_after(sandbox: SandboxServer) -> None:
+def test_rate_limit_answers_429_with_ghl_headers_and_no_retry_after(
+    sandbox: SandboxServer,
+) -> None:
     sandbox.state.set_rate_limit(5, 1.0)
 
-    statuses = [upsert(sandbox, f"r{i}@example.com").status_code for i in range(5)]
+    answers = [upsert(sandbox, f"r{i}@example.com") for i in range(5)]
     limited = upsert(sandbox, "r5@example.com")
     other_location = requests.post(
         f"{sandbox.url}/contacts/upsert",
@@ -504,21 +517,98 @@ def test_rate_limit_answers_429_with_retry_after(sandbox: SandboxServer) -> None
         headers=GHL_HEADERS,
         timeout=TIMEOUT,
     )
-    time.sleep(float(limited.headers["Retry-After"]))
+    time.sleep(int(limited.headers["X-RateLimit-Interval-Milliseconds"]) / 1000)
     after_wait = upsert(sandbox, "r5@example.com")
 
-    assert statuses == [201] * 5
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["4", "3", "2", "1", "0"]
     assert limited.status_code == 429
     assert limited.json() == {"statusCode": 429, "message": "Too Many Requests"}
-    assert limited.headers["Retry-After"] == "1"
-    assert limited.headers["X-RateLimit-Max"] == "5"
-    assert other_location.status_code == 201
-    assert after_wait.status_code == 201
+    assert "Retry-After" not in limited.headers  # GoHighLevel documents none
+    assert {name: limited.headers[name] for name in RATE_LIMIT_HEADERS} == {
+        "X-RateLimit-Limit-Daily": "200000",
+        "X-RateLimit-Daily-Remaining": "199995",
+        "X-RateLimit-Interval-Milliseconds": "1000",
+        "X-RateLimit-Max": "5",
+        "X-RateLimit-Remaining": "0",
+    }
+    assert other_location.status_code == 200
+    assert other_location.headers["X-RateLimit-Remaining"] == "4"  # per location
+    assert after_wait.status_code == 200
     assert [c["outcome"] for c in sandbox.state.calls(path_contains="upsert")][5] == "rate_limited"
     assert sandbox.state.find_contact("r5@example.com", LOCATION) is not None
     # MercadoPago is not rate-limited by the GHL limit.
     payment = sandbox.state.add_payment()
     assert all(get_payment(sandbox, payment["id"]).status_code == 200 for _ in range(7))
+
+
+def test_daily_rate_limit(sandbox: SandboxServer) -> None:
+    sandbox.state.set_rate_limit(100, 10.0, daily=2)
+
+    answers = [upsert(sandbox, f"d{i}@example.com") for i in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["X-RateLimit-Daily-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert answers[2].headers["X-RateLimit-Limit-Daily"] == "2"
+
+
+def test_every_ghl_answer_carries_rate_limit_headers(sandbox: SandboxServer) -> None:
+    """Without a configured limit too, and on errors (404, 422, injected faults)."""
+    contact_id = upsert(sandbox, "h@example.com").json()["contact"]["id"]
+    sandbox.state.set_fault(GOHIGHLEVEL, "fault@example.com", status=500)
+    answers = [
+        upsert(sandbox, "h@example.com"),
+        tags(sandbox, "POST", contact_id, ["x"]),
+        tags(sandbox, "DELETE", contact_id, ["x"]),
+        tags(sandbox, "POST", "nope", ["x"]),
+        upsert(sandbox, "not-an-email"),
+        upsert(sandbox, "fault@example.com"),
+        requests.get(f"{sandbox.url}/contacts/{contact_id}", headers=GHL_HEADERS, timeout=5),
+    ]
+
+    assert [a.status_code for a in answers] == [200, 201, 200, 404, 422, 500, 200]
+    for answer in answers:
+        assert all(name in answer.headers for name in RATE_LIMIT_HEADERS), answer.headers
+        assert "Retry-After" not in answer.headers
+    remaining = [int(a.headers["X-RateLimit-Remaining"]) for a in answers]
+    assert remaining[1] < remaining[0]  # counted, though never refused
+
+
+def test_upsert_with_phone_and_no_email(sandbox: SandboxServer) -> None:
+    def by_phone(phone: str, **fields) -> requests.Response:
+        return requests.post(
+            f"{sandbox.url}/contacts/upsert",
+            json={"locationId": LOCATION, "phone": phone, **fields},
+            headers=GHL_HEADERS,
+            timeout=TIMEOUT,
+        )
+
+    first = by_phone("+55 11 99999-0000")
+    second = by_phone("+5511999990000", firstName="Bia")
+    with_email = upsert(sandbox, "bia@example.com", phone="+5511999990000")
+
+    assert first.status_code == 200 and first.json()["new"] is True
+    contact = first.json()["contact"]
+    assert "email" not in contact and "emailLowerCase" not in contact  # omitted, not null
+    assert second.json()["new"] is False
+    assert second.json()["contact"]["id"] == contact["id"]
+    assert second.json()["contact"]["firstName"] == "Bia"
+    assert with_email.json()["contact"]["id"] == contact["id"]  # matched by phone
+    assert with_email.json()["contact"]["email"] == "bia@example.com"
+
+
+def test_contact_omits_fields_without_value(sandbox: SandboxServer) -> None:
+    response = requests.post(
+        f"{sandbox.url}/contacts/upsert",
+        json={"locationId": LOCATION, "email": "o@example.com", "firstName": None},
+        headers=GHL_HEADERS,
+        timeout=TIMEOUT,
+    )
+
+    contact = response.json()["contact"]
+    assert None not in contact.values()
+    assert not {"firstName", "lastName", "name", "phone", "firstNameLowerCase"} & set(contact)
+    assert contact["email"] == "o@example.com" and contact["tags"] == []
 
 
 def test_rate_limit_window_moves_while_time_is_frozen(sandbox: SandboxServer) -> None:
@@ -532,7 +622,7 @@ def test_rate_limit_window_moves_while_time_is_frozen(sandbox: SandboxServer) ->
         later = upsert(sandbox, "t2@example.com")
         payment = sandbox.state.add_payment()
 
-    assert [first.status_code, limited.status_code, later.status_code] == [201, 429, 201]
+    assert [first.status_code, limited.status_code, later.status_code] == [200, 429, 200]
     # Stored timestamps follow the (frozen) wall clock the service sees.
     assert payment["date_created"].startswith("2026-01-01T08:00:00")
 
@@ -624,7 +714,7 @@ def test_control_routes_over_http(sandbox: SandboxServer) -> None:
     assert fault.status_code == 200 and fault.json()["faults"][0]["key"] == str(payment_id)
     assert (faulted.status_code, recovered.status_code) == (500, 200)
     assert random_failed.status_code == 503
-    assert rate.json()["rate_limit"] == {"requests": 3, "per_seconds": 5.0}
+    assert rate.json()["rate_limit"] == {"requests": 3, "per_seconds": 5.0, "daily": 200_000}
     assert latency.json()["latency"]["mercadopago"]["max_seconds"] == 0.02
     assert [c["email"] for c in contacts.json()] == ["i@example.com"]
     assert [c["status"] for c in calls.json()] == [500, 200]
@@ -673,7 +763,7 @@ def test_reset_forgets_everything(sandbox: SandboxServer) -> None:
         "latency": {},
     }
     assert get_payment(sandbox, payment["id"]).status_code == 404
-    assert all(upsert(sandbox, f"k{i}@example.com").status_code == 201 for i in range(3))
+    assert all(upsert(sandbox, f"k{i}@example.com").status_code == 200 for i in range(3))
 
 
 def test_set_fault_rejects_bad_arguments() -> None:
@@ -748,7 +838,7 @@ def test_connections_are_kept_alive_with_faults_too(sandbox: SandboxServer) -> N
             sockets.add(id(connection.sock))
     finally:
         connection.close()
-    assert statuses == [500, 200, 429, 201]
+    assert statuses == [500, 200, 429, 200]
     assert len(sockets) == 1
     outcomes = [call["outcome"] for call in sandbox.state.calls()]
     assert outcomes == ["fault", "ok", "fault", "delayed"]

@@ -2,8 +2,12 @@
 
 GoHighLevel allows 100 requests per 10 s per location. Each worker asks for a
 slot before each call and waits when there is none, so a burst drains at the
-allowed rate instead of failing with 429s. A 429 that still happens (another
-integration using the same location) pauses every worker for its Retry-After.
+allowed rate instead of failing with 429s. GoHighLevel also says, on every
+response, how many requests are left (`X-RateLimit-Remaining`, and the daily
+pair; https://marketplace.gohighlevel.com/docs/other/rate-limits): `observe`
+pauses every worker for the interval once none is left (another integration
+using the same location spends the same budget), before the API answers 429.
+A 429 that still happens pauses every worker (`pause`) for its wait.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
@@ -18,6 +23,19 @@ from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 
 logger = logging.getLogger(__name__)
+
+
+class RateLimitHeaders(Protocol):
+    """What `observe` reads of an API's rate-limit headers (e.g. GoHighLevel's RateLimitInfo)."""
+
+    @property
+    def exhausted(self) -> bool: ...  # no request left in the interval (or the day)
+
+    @property
+    def interval_seconds(self) -> float | None: ...
+
+    @property
+    def seen_at(self) -> float: ...  # time.time() of the response
 
 
 class RateLimitTimeout(Exception):
@@ -64,10 +82,25 @@ class SharedRateLimiter:
             time.sleep(min(pause, 1.0))
 
     def pause(self, seconds: float) -> None:
-        """Stop every worker from calling for `seconds` (the API answered 429)."""
+        """Stop every worker from calling for `seconds` (the API answered 429, or none is left)."""
         until = time.time() + seconds
         self.redis.set(self.pause_key, until, px=max(1, int(seconds * 1000)))
         logger.warning("%s rate limited: all workers pause for %.1fs", self.name, seconds)
+
+    def observe(self, info: RateLimitHeaders | None) -> float:
+        """Slow down on the API's own count: when it says no request is left, pause for the
+        rest of its interval (counted from the response). Return the pause set (0: none).
+
+        The API does not say when its window started, so the whole interval is waited.
+        A pause already longer is kept.
+        """
+        if info is None or not info.exhausted or not info.interval_seconds:
+            return 0.0
+        seconds = info.seen_at + info.interval_seconds - time.time()
+        if seconds <= 0 or seconds <= self._paused_for():
+            return 0.0
+        self.pause(seconds)
+        return seconds
 
     def _paused_for(self) -> float:
         value = self.redis.get(self.pause_key)

@@ -53,6 +53,8 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
     while True:
         if limiter is not None:
             try:
+                # GoHighLevel's own X-RateLimit-* of the last answer: wait when none is left.
+                limiter.observe(client.last_rate_limit)
                 limiter.acquire(
                     client.location_id, max(0.0, deadline - time.monotonic()), renew_lease
                 )

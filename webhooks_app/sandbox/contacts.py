@@ -49,21 +49,48 @@ def new_contact_id(rng: random.Random) -> str:
 
 
 def upsert_errors(body: Any) -> list[str]:
-    """Validation messages for an upsert body (empty when valid), in GHL's 422 style."""
+    """Validation messages for an upsert body (empty when valid), in GHL's 422 style.
+
+    UpsertContactDto (GoHighLevel/highlevel-api-docs, apps/contacts.json) requires only
+    `locationId`, but the real API needs an e-mail or a phone to match the contact by
+    (highlevel-api-docs issue #59), so one of them is required here; both are checked
+    when given.
+    """
     if not isinstance(body, Mapping):
         return ["body must be a JSON object"]
     errors = []
     if not isinstance(body.get("locationId"), str) or not body["locationId"]:
         errors.append("locationId must be a string")
     email = body.get("email")
-    if not isinstance(email, str) or not _EMAIL.match(email.strip()):
+    if email is not None and (not isinstance(email, str) or not _EMAIL.match(email.strip())):
         errors.append("email must be an email")
+    phone = body.get("phone")
+    if phone is not None and (not isinstance(phone, str) or not _digits(phone)):
+        errors.append("phone must be a valid phone number")
+    if not match_keys(body) and not errors:
+        errors.append("email or phone is required")
     if "tags" in body and body["tags"] is not None:
         try:
             normalise_tags(body["tags"])
         except ValueError as exc:
             errors.append(str(exc))
     return errors
+
+
+def _digits(phone: str) -> str:
+    return "".join(char for char in phone if char.isdigit())
+
+
+def match_keys(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Match keys of an upsert body or a contact: ("email", lower-cased), then ("phone", digits)."""
+    keys = []
+    email = record.get("email")
+    if isinstance(email, str) and email.strip():
+        keys.append(("email", email.strip().lower()))
+    phone = record.get("phone")
+    if isinstance(phone, str) and _digits(phone):
+        keys.append(("phone", _digits(phone)))
+    return keys
 
 
 def normalise_tags(tags: Any) -> list[str]:
@@ -79,18 +106,13 @@ def normalise_tags(tags: Any) -> list[str]:
 
 
 def new_contact(contact_id: str, body: Mapping[str, Any], now: str) -> dict[str, Any]:
-    """Build a contact from a valid upsert body."""
-    email = body["email"].strip()
+    """Build a contact from a valid upsert body.
+
+    Like GHL, fields without a value are left out rather than sent as null.
+    """
     contact: dict[str, Any] = {
         "id": contact_id,
         "locationId": body["locationId"],
-        "email": email,
-        "emailLowerCase": email.lower(),
-        "firstName": None,
-        "lastName": None,
-        "name": None,
-        "phone": None,
-        "source": None,
         "type": "lead",
         "tags": [],
         "customFields": [],
@@ -102,11 +124,15 @@ def new_contact(contact_id: str, body: Mapping[str, Any], now: str) -> dict[str,
 
 
 def apply_upsert(contact: dict[str, Any], body: Mapping[str, Any], now: str) -> dict[str, Any]:
-    """Update `contact` in place from an upsert body.
+    """Update `contact` in place from an upsert body; null or absent fields are kept.
 
     Like the real API, `tags` in an upsert body replace the contact's tags; the
     tags endpoints are the way to add or remove one without touching the rest.
     """
+    email = body.get("email")
+    if isinstance(email, str) and email.strip():
+        contact["email"] = email.strip()
+        contact["emailLowerCase"] = email.strip().lower()
     for name in CONTACT_FIELDS:
         if body.get(name) is not None:
             contact[name] = body[name]
@@ -115,8 +141,9 @@ def apply_upsert(contact: dict[str, Any], body: Mapping[str, Any], now: str) -> 
     first, last = contact.get("firstName"), contact.get("lastName")
     if not contact.get("name") and (first or last):
         contact["name"] = " ".join(part for part in (first, last) if part)
-    contact["firstNameLowerCase"] = first.lower() if first else None
-    contact["lastNameLowerCase"] = last.lower() if last else None
+    for field, value in (("firstNameLowerCase", first), ("lastNameLowerCase", last)):
+        if value:
+            contact[field] = value.lower()
     contact["dateUpdated"] = now
     return contact
 

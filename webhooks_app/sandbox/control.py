@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from .faults import GHL_DAILY_REQUESTS
 from .gate import get_state, json_response
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,14 @@ def set_random_failures() -> Response:
 
 @bp.post("/rate-limit")
 def set_rate_limit() -> Response:
-    """Body: {"requests", "per_seconds"}; {"requests": null} disables, {} sets GHL's 100/10 s."""
+    """Body: {"requests", "per_seconds", "daily"?}; {"requests": null} disables, {} sets GHL's
+    100/10 s and 200,000 a day."""
     body = _body()
-    get_state().set_rate_limit(body.get("requests", 100), float(body.get("per_seconds", 10.0)))
+    get_state().set_rate_limit(
+        body.get("requests", 100),
+        float(body.get("per_seconds", 10.0)),
+        int(body.get("daily", GHL_DAILY_REQUESTS)),
+    )
     return json_response(get_state().settings(), 200)
 
 

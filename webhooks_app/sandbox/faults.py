@@ -6,7 +6,6 @@ these objects only while holding it.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections import deque
@@ -104,38 +103,75 @@ class RandomFailures:
         return {"rate": self.rate, "seed": self.seed, "status": self.status}
 
 
-class RateLimiter:
-    """Sliding-window limit of `requests` per `per_seconds` for each bucket (GHL location)."""
+# GoHighLevel's documented defaults: 100 requests per 10 s and 200,000 a day, per app and
+# location (https://marketplace.gohighlevel.com/docs/other/rate-limits).
+GHL_BURST_REQUESTS = 100
+GHL_BURST_SECONDS = 10.0
+GHL_DAILY_REQUESTS = 200_000
+SECONDS_PER_DAY = 86_400
 
-    def __init__(self, requests: int, per_seconds: float) -> None:
-        if requests < 1 or per_seconds <= 0:
-            raise ValueError("rate limit needs requests >= 1 and per_seconds > 0")
+
+class RateLimiter:
+    """Sliding-window limit of `requests` per `per_seconds`, and `daily` a day, per bucket.
+
+    A bucket is a GHL location. With `enforce=False` calls are only counted, for
+    the headers: the sandbox then acts as an app whose limits were raised.
+    """
+
+    def __init__(
+        self,
+        requests: int,
+        per_seconds: float,
+        daily: int = GHL_DAILY_REQUESTS,
+        *,
+        enforce: bool = True,
+    ) -> None:
+        if requests < 1 or per_seconds <= 0 or daily < 1:
+            raise ValueError("rate limit needs requests >= 1, per_seconds > 0 and daily >= 1")
         self.requests = requests
         self.per_seconds = per_seconds
+        self.daily = daily
+        self.enforce = enforce
         self._hits: dict[str, deque[float]] = {}
+        self._days: dict[str, tuple[int, int]] = {}  # bucket -> (UTC day number, calls that day)
 
-    def hit(self, bucket: str, now: float) -> tuple[bool, float, int]:
-        """Count a call; return (allowed, seconds until a slot frees, remaining slots)."""
+    def hit(self, bucket: str, now: float, wall: float) -> tuple[bool, float, int, int]:
+        """Count a call at monotonic `now` and wall-clock `wall`.
+
+        Return (allowed, seconds until a burst slot frees, burst remaining, daily remaining).
+        """
         hits = self._hits.setdefault(bucket, deque())
         while hits and hits[0] <= now - self.per_seconds:
             hits.popleft()
-        if len(hits) >= self.requests:
+        day = int(wall // SECONDS_PER_DAY)
+        last_day, used = self._days.get(bucket, (day, 0))
+        if last_day != day:
+            used = 0
+        if self.enforce and used >= self.daily:
+            return False, SECONDS_PER_DAY - wall % SECONDS_PER_DAY, self._left(hits), 0
+        if self.enforce and len(hits) >= self.requests:
             # Rejected calls are not recorded, so the wait is exactly until the oldest expires.
-            return False, hits[0] + self.per_seconds - now, 0
+            return False, hits[0] + self.per_seconds - now, 0, self.daily - used
         hits.append(now)
-        return True, 0.0, self.requests - len(hits)
+        self._days[bucket] = (day, used + 1)
+        return True, 0.0, self._left(hits), max(0, self.daily - used - 1)
 
-    def headers(self, remaining: int) -> dict[str, str]:
-        """The rate-limit headers GoHighLevel sends with each answer."""
+    def _left(self, hits: deque[float]) -> int:
+        return max(0, self.requests - len(hits))
+
+    def headers(self, remaining: int, daily_remaining: int) -> dict[str, str]:
+        """The rate-limit headers GoHighLevel sends with each answer (burst and daily pairs)."""
         return {
+            "X-RateLimit-Limit-Daily": str(self.daily),
+            "X-RateLimit-Daily-Remaining": str(daily_remaining),
+            "X-RateLimit-Interval-Milliseconds": str(int(self.per_seconds * 1000)),
             "X-RateLimit-Max": str(self.requests),
             "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Interval-Milliseconds": str(int(self.per_seconds * 1000)),
         }
 
     def to_dict(self) -> dict:
         """JSON-friendly view."""
-        return {"requests": self.requests, "per_seconds": self.per_seconds}
+        return {"requests": self.requests, "per_seconds": self.per_seconds, "daily": self.daily}
 
 
 @dataclass
@@ -170,12 +206,10 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def rate_limited(sleep: float, retry_after: float, headers: dict[str, str]) -> Admission:
-    """The admission of a call over the rate limit; Retry-After is whole seconds, at least 1."""
-    return Admission(
-        sleep=sleep,
-        status=429,
-        retry_after=max(1, math.ceil(retry_after)),
-        outcome="rate_limited",
-        headers=headers,
-    )
+def rate_limited(sleep: float, headers: dict[str, str]) -> Admission:
+    """The admission of a call over the rate limit.
+
+    No Retry-After: GoHighLevel documents none, only the X-RateLimit-* headers
+    (https://marketplace.gohighlevel.com/docs/other/rate-limits).
+    """
+    return Admission(sleep=sleep, status=429, outcome="rate_limited", headers=headers)

@@ -1,4 +1,11 @@
-"""Imitation of the GoHighLevel v2 contacts API (https://services.leadconnectorhq.com)."""
+"""Imitation of the GoHighLevel v2 contacts API (https://services.leadconnectorhq.com).
+
+Routes, statuses and bodies follow GoHighLevel's OpenAPI document
+(GoHighLevel/highlevel-api-docs, apps/contacts.json; vendored in tests/contracts/):
+upsert answers 200 with {new, contact, traceId}, add tags 201 and remove tags 200
+with {tags}. Every answer past authentication carries the rate-limit headers
+(https://marketplace.gohighlevel.com/docs/other/rate-limits); a 429 has no Retry-After.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +58,7 @@ def _contact_gate(contact_id: str) -> tuple[dict | None, Response | None]:
     if refusal is not None:
         return None, refusal
     contact = get_state().get_contact(contact_id)
-    email = contact["emailLowerCase"] if contact else None
+    email = (contact.get("emailLowerCase") or contact.get("phone")) if contact else None
     set_call_key(email)
     location = contact["locationId"] if contact else UNKNOWN_LOCATION
     refusal = admit(GOHIGHLEVEL, email, ghl_error, bucket=location)
@@ -72,11 +79,19 @@ def _tags_from_body() -> list[str] | Response:
 
 @bp.post("/contacts/upsert")
 def upsert_contact() -> Response:
-    """Create or update the contact with this e-mail in this location."""
+    """Create or update the contact with this e-mail (else phone) in this location.
+
+    200 whether the contact is new or not: `new` tells (UpsertContactsSuccessfulResponseDto).
+    """
     mark_api_call(GOHIGHLEVEL)
     body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    key = email.strip().lower() if isinstance(email, str) else None
+    fields = body if isinstance(body, dict) else {}
+    email, phone = fields.get("email"), fields.get("phone")
+    # Faults and the call log are keyed by e-mail, or by phone when there is none.
+    if isinstance(email, str) and email.strip():
+        key = email.strip().lower()
+    else:
+        key = phone.strip() if isinstance(phone, str) and phone.strip() else None
     set_call_key(key)
     refusal = _check_headers()
     if refusal is not None:
@@ -91,7 +106,7 @@ def upsert_contact() -> Response:
     state = get_state()
     contact, is_new = state.upsert_contact(body)
     answer = {"new": is_new, "contact": contact, "traceId": state.new_trace_id()}
-    return json_response(answer, 201 if is_new else 200)
+    return json_response(answer, 200)
 
 
 @bp.get("/contacts/<contact_id>")
@@ -100,18 +115,18 @@ def get_contact(contact_id: str) -> Response:
     contact, refusal = _contact_gate(contact_id)
     if refusal is not None:
         return refusal
-    return json_response({"contact": contact, "traceId": get_state().new_trace_id()}, 200)
+    return json_response({"contact": contact}, 200)  # ContactsByIdSuccessfulResponseDto
 
 
 @bp.post("/contacts/<contact_id>/tags")
 def add_tags(contact_id: str) -> Response:
-    """Add tags; a tag the contact already has is kept once."""
+    """Add tags; a tag the contact already has is kept once. 201 {tags} (documented)."""
     return _change_tags(contact_id, add=True, status=201)
 
 
 @bp.delete("/contacts/<contact_id>/tags")
 def remove_tags(contact_id: str) -> Response:
-    """Remove tags; removing one the contact does not have is not an error."""
+    """Remove tags (absent ones are no error). 200 {tags} (documented)."""
     return _change_tags(contact_id, add=False, status=200)
 
 
@@ -125,4 +140,5 @@ def _change_tags(contact_id: str, *, add: bool, status: int) -> Response:
     result = get_state().change_tags(contact_id, tags, add=add)
     if result is None:  # reset between the gate and here
         return json_response(ghl_error(404, "Contact not found"), 404)
-    return json_response({"tags": result, "traceId": get_state().new_trace_id()}, status)
+    # CreateAddTagSuccessfulResponseDto / CreateDeleteTagSuccessfulResponseDto: {"tags"} only.
+    return json_response({"tags": result}, status)

@@ -19,6 +19,8 @@ from typing import Any
 from . import contacts as ghl_contacts
 from . import payments as mp_payments
 from .faults import (
+    GHL_BURST_SECONDS,
+    GHL_DAILY_REQUESTS,
     GOHIGHLEVEL,
     MERCADOPAGO,
     WILDCARD,
@@ -33,6 +35,11 @@ from .faults import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+# What the headers report when no rate limit is set: far more than the sandbox can serve.
+UNLIMITED_REQUESTS = 1_000_000
+UNLIMITED_DAILY = 1_000_000_000
 
 
 def _first_payment_id() -> int:
@@ -63,11 +70,17 @@ class SandboxState:
         with self._lock:
             self._payments: dict[int, dict[str, Any]] = {}
             self._contacts: dict[str, dict[str, Any]] = {}
-            self._contact_index: dict[tuple[str, str], str] = {}
+            # (locationId, "email" or "phone", value) -> contact id
+            self._contact_index: dict[tuple[str, str, str], str] = {}
             self._faults: dict[tuple[str, str], Fault] = {}
             self._random: dict[str, RandomFailures] = {}
             self._latency: dict[str, Latency] = {}
             self._rate_limiter: RateLimiter | None = None
+            # Counts calls when no limit is set, so that every answer still carries
+            # GHL's rate-limit headers (an app whose limits were raised, never refused).
+            self._call_counter = RateLimiter(
+                UNLIMITED_REQUESTS, GHL_BURST_SECONDS, UNLIMITED_DAILY, enforce=False
+            )
             self._calls: list[dict[str, Any]] = []
         logger.info("sandbox state reset")
 
@@ -133,23 +146,34 @@ class SandboxState:
     # -- GoHighLevel contacts ------------------------------------------------------
 
     def upsert_contact(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create or update the contact for (locationId, e-mail); return (contact, is_new).
+        """Create or update the contact matched by e-mail, else phone; return (contact, is_new).
 
+        GHL matches by the location's "Allow Duplicate Contact" order; the sandbox
+        uses e-mail first, then phone.
         The body must already be valid (see `contacts.upsert_errors`).
         """
         with self._lock:
             now = ghl_contacts.format_ghl_time(self._tick())
-            index_key = (body["locationId"], body["email"].strip().lower())
-            contact_id = self._contact_index.get(index_key)
+            location = body["locationId"]
+            keys = ghl_contacts.match_keys(body)
+            contact_id = next(
+                (
+                    self._contact_index[(location, *key)]
+                    for key in keys
+                    if (location, *key) in self._contact_index
+                ),
+                None,
+            )
             if contact_id is None:
                 contact_id = ghl_contacts.new_contact_id(self._ids)
                 contact = ghl_contacts.new_contact(contact_id, body, now)
                 self._contacts[contact_id] = contact
-                self._contact_index[index_key] = contact_id
                 is_new = True
             else:
                 contact = ghl_contacts.apply_upsert(self._contacts[contact_id], body, now)
                 is_new = False
+            for key in ghl_contacts.match_keys(contact):
+                self._contact_index.setdefault((location, *key), contact_id)
             return copy.deepcopy(contact), is_new
 
     def get_contact(self, contact_id: str) -> dict[str, Any] | None:
@@ -163,7 +187,7 @@ class SandboxState:
         email = email.strip().lower()
         with self._lock:
             for contact in self._contacts.values():
-                if contact["emailLowerCase"] == email and location_id in (
+                if contact.get("emailLowerCase") == email and location_id in (
                     None,
                     contact["locationId"],
                 ):
@@ -214,7 +238,8 @@ class SandboxState:
         """Make the next `times` calls for `key` (or "*") fail with `status` after `delay`.
 
         `times=-1` fails forever, `times=0` removes the fault; `status=0` only delays.
-        A 429 without `retry_after` sends `Retry-After: 1`.
+        A MercadoPago 429 without `retry_after` sends `Retry-After: 1`; a GoHighLevel
+        one sends none (GHL documents none), unless `retry_after` is given.
         """
         api = normalise_api(api)
         if times < -1:
@@ -254,11 +279,21 @@ class SandboxState:
             else:
                 self._random[api] = RandomFailures(float(rate), int(seed), int(status))
 
-    def set_rate_limit(self, requests: int | None = 100, per_seconds: float = 10.0) -> None:
-        """Limit GoHighLevel calls per location (real GHL: 100 per 10 s); None disables."""
+    def set_rate_limit(
+        self,
+        requests: int | None = 100,
+        per_seconds: float = 10.0,
+        daily: int = GHL_DAILY_REQUESTS,
+    ) -> None:
+        """Limit GoHighLevel calls per location (real GHL: 100 per 10 s, 200,000 a day).
+
+        None disables (calls are still counted for the headers).
+        """
         with self._lock:
             self._rate_limiter = (
-                None if requests is None else RateLimiter(int(requests), float(per_seconds))
+                None
+                if requests is None
+                else RateLimiter(int(requests), float(per_seconds), int(daily))
             )
 
     def set_latency(self, api: str, min_seconds: float, max_seconds: float) -> None:
@@ -290,25 +325,28 @@ class SandboxState:
             latency = self._latency.get(api)
             sleep = latency.draw() if latency else 0.0
             headers: dict[str, str] = {}
-            limiter = self._rate_limiter
-            if api == GOHIGHLEVEL and limiter is not None:
-                allowed, wait, remaining = limiter.hit(bucket or "", RealClock.monotonic())
-                headers = limiter.headers(remaining)
+            if api == GOHIGHLEVEL:
+                # Every GHL answer carries the rate-limit headers, whatever its status.
+                limiter = self._rate_limiter or self._call_counter
+                allowed, _, remaining, daily = limiter.hit(
+                    bucket or "", RealClock.monotonic(), RealClock.time()
+                )
+                headers = limiter.headers(remaining, daily)
                 if not allowed:
-                    return rate_limited(sleep, wait, headers)
+                    return rate_limited(sleep, headers)
             fault = self._take_fault(api, key)
             outcome = "ok"
             if fault is not None:
                 sleep += fault.delay
                 if fault.status:
                     retry_after = fault.retry_after
-                    if retry_after is None and fault.status == 429:
-                        retry_after = 1
+                    if retry_after is None and fault.status == 429 and api == MERCADOPAGO:
+                        retry_after = 1  # GoHighLevel documents no Retry-After
                     return Admission(sleep, fault.status, retry_after, "fault", headers)
                 outcome = "delayed"
             failures = self._random.get(api)
             if failures is not None and failures.draw():
-                retry_after = 1 if failures.status == 429 else None
+                retry_after = 1 if failures.status == 429 and api == MERCADOPAGO else None
                 return Admission(sleep, failures.status, retry_after, "random_failure", headers)
             return Admission(sleep, None, None, outcome, headers)
 

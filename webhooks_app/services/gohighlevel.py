@@ -1,18 +1,29 @@
 """Thin client for the GoHighLevel (LeadConnector) API v2 contacts endpoints.
 
 Endpoints: `POST /contacts/upsert`, `POST /contacts/{id}/tags` and
-`DELETE /contacts/{id}/tags`, all with the `Version: 2021-07-28` header. No
-retries happen here; failures raise the typed errors from `.errors`.
+`DELETE /contacts/{id}/tags`, all with the `Version: 2021-07-28` header, shaped
+as GoHighLevel's OpenAPI document says (GoHighLevel/highlevel-api-docs,
+apps/contacts.json; checked by tests/test_contracts_gohighlevel.py). No retries
+happen here; failures raise the typed errors from `.errors`.
+
+Rate limits: GoHighLevel sends no Retry-After, only the X-RateLimit-* headers on
+every response (https://marketplace.gohighlevel.com/docs/other/rate-limits). The
+client keeps the last ones it saw in `last_rate_limit` (the shared limiter reads
+them to slow down before a 429), and gives a 429 without Retry-After the burst
+interval as its `retry_after`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from .errors import RateLimitedError
 from .http import (
     DEFAULT_TIMEOUT,
     ApiClient,
@@ -26,6 +37,52 @@ from .http import (
 logger = logging.getLogger(__name__)
 
 SERVICE = "gohighlevel"
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """GoHighLevel's rate-limit headers of one response (None: header absent or unreadable)."""
+
+    max: int | None  # X-RateLimit-Max: burst requests allowed per interval
+    remaining: int | None  # X-RateLimit-Remaining: left in the current interval
+    interval_ms: int | None  # X-RateLimit-Interval-Milliseconds
+    daily_limit: int | None  # X-RateLimit-Limit-Daily
+    daily_remaining: int | None  # X-RateLimit-Daily-Remaining
+    seen_at: float  # time.time() when the response arrived
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], seen_at: float) -> RateLimitInfo | None:
+        """Read the headers; None when the response carries none of them."""
+
+        def number(name: str) -> int | None:
+            value = headers.get(name)
+            try:
+                return int(value) if value is not None else None
+            except ValueError:
+                return None
+
+        info = cls(
+            max=number("X-RateLimit-Max"),
+            remaining=number("X-RateLimit-Remaining"),
+            interval_ms=number("X-RateLimit-Interval-Milliseconds"),
+            daily_limit=number("X-RateLimit-Limit-Daily"),
+            daily_remaining=number("X-RateLimit-Daily-Remaining"),
+            seen_at=seen_at,
+        )
+        values = (info.max, info.remaining, info.interval_ms, info.daily_limit)
+        if all(value is None for value in (*values, info.daily_remaining)):
+            return None
+        return info
+
+    @property
+    def interval_seconds(self) -> float | None:
+        """The burst interval in seconds, if known and positive."""
+        return self.interval_ms / 1000 if self.interval_ms and self.interval_ms > 0 else None
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no request is left in this interval or this day."""
+        return self.remaining == 0 or self.daily_remaining == 0
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:
@@ -63,6 +120,8 @@ class GoHighLevelClient(ApiClient):
         if not isinstance(location_id, str) or not location_id.strip():
             raise ValueError("location_id is required for the GoHighLevel API client")
         self.location_id = location_id.strip()
+        # The rate-limit headers of the last response (one client serves one location).
+        self.last_rate_limit: RateLimitInfo | None = None
         self._http = ApiHttpClient(
             service=SERVICE,
             base_url=base_url,
@@ -70,6 +129,7 @@ class GoHighLevelClient(ApiClient):
             timeout=timeout,
             session=session,
             headers={"Version": self.API_VERSION},
+            on_response=self._record_rate_limit,
         )
 
     @classmethod
@@ -82,28 +142,47 @@ class GoHighLevelClient(ApiClient):
             timeout=config_timeout(config),
         )
 
+    def _record_rate_limit(self, response: requests.Response) -> None:
+        info = RateLimitInfo.from_headers(response.headers, time.time())
+        if info is not None:
+            self.last_rate_limit = info
+
+    def _request(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """One call; a 429 without Retry-After gets the burst interval as `retry_after`."""
+        try:
+            return self._http.request_json(method, path, json_body=body)
+        except RateLimitedError as exc:
+            info = self.last_rate_limit
+            if exc.retry_after is None and info is not None and info.interval_seconds:
+                # The window's reset time is not sent: waiting a whole interval is safe.
+                exc.retry_after = info.interval_seconds
+            raise
+
     def __repr__(self) -> str:
         return f"GoHighLevelClient(location_id={self.location_id!r}, base_url={self.base_url!r})"
 
     def upsert_contact(
         self,
         *,
-        email: str,
+        email: str | None = None,
         first_name: str | None = None,
         last_name: str | None = None,
         phone: str | None = None,
         source: str | None = "mercadopago",
     ) -> dict[str, Any]:
-        """Create or update the contact with this email; returns the contact (has "id").
+        """Create or update the contact with this email (or phone); returns the contact.
 
         GoHighLevel matches an existing contact by the location's duplicate
-        settings (email/phone). Fields that are None or blank are not sent, so
-        an upsert never erases a name or phone already stored on the contact.
+        settings (email/phone); only `locationId` is required by the API, but
+        without an e-mail or a phone there is nothing to match, so one is required
+        here. Fields that are None or blank are not sent, so an upsert never
+        erases a name or phone already stored on the contact.
         """
-        if not isinstance(email, str) or not email.strip():
-            raise ValueError("email is required to upsert a GoHighLevel contact")
-        body: dict[str, Any] = {"locationId": self.location_id, "email": email.strip()}
+        if not any(isinstance(value, str) and value.strip() for value in (email, phone)):
+            raise ValueError("an email or a phone is required to upsert a GoHighLevel contact")
+        body: dict[str, Any] = {"locationId": self.location_id}
         optional = {
+            "email": email,
             "firstName": first_name,
             "lastName": last_name,
             "phone": phone,
@@ -113,9 +192,7 @@ class GoHighLevelClient(ApiClient):
             if isinstance(value, str) and value.strip():
                 body[key] = value.strip()
         path = "/contacts/upsert"
-        payload = self._http.expect_object(
-            "POST", path, self._http.request_json("POST", path, json_body=body)
-        )
+        payload = self._http.expect_object("POST", path, self._request("POST", path, body))
         contact = payload.get("contact")
         if not isinstance(contact, dict) or not contact.get("id"):
             raise self._http.unexpected_response(
@@ -139,7 +216,7 @@ class GoHighLevelClient(ApiClient):
 
     def _change_tags(self, method: str, contact_id: str, tags: list[str]) -> list[str]:
         path = f"/contacts/{path_segment(contact_id, 'contact_id')}/tags"
-        payload = self._http.request_json(method, path, json_body={"tags": _clean_tags(tags)})
+        payload = self._request(method, path, {"tags": _clean_tags(tags)})
         reported = payload.get("tags") if isinstance(payload, dict) else None
         if not isinstance(reported, list):
             # The change was accepted (2xx); failing here would make the caller

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -239,6 +239,7 @@ class ApiHttpClient:
         timeout: float = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
         headers: Mapping[str, str] | None = None,
+        on_response: Callable[[requests.Response], None] | None = None,
     ) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError(f"{service}: an API token is required")
@@ -254,6 +255,8 @@ class ApiHttpClient:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
+        # Called with every HTTP response, error or not (e.g. to read rate-limit headers).
+        self._on_response = on_response
         self._owns_session = session is None
         # An injected session is used as it is (it may be shared with other code).
         self.session = session if session is not None else build_session(self.base_url)
@@ -323,6 +326,8 @@ class ApiHttpClient:
             response.status_code,
             elapsed_ms,
         )
+        if self._on_response is not None:
+            self._on_response(response)
         if 200 <= response.status_code < 300:
             return self._decode_success(method, path, response)
         raise self._error_for_response(
