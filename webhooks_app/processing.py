@@ -35,7 +35,7 @@ from redis.lock import Lock
 from rq import get_current_job
 from sqlalchemy import Row, and_, bindparam, insert, literal, or_, select, update
 
-from . import queueing
+from . import queueing, tracing
 from .extensions import PINNED_CONNECTION, db
 from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, EVENTS_FINISHED, PROCESSING_LATENCY
@@ -172,7 +172,7 @@ class Claim(NamedTuple):
 def process_event(event_id: int) -> str:
     """RQ job: run one attempt for an event if it is due. Returns the event's status after."""
     try:
-        with event_context(event_id=event_id), job_session():
+        with tracing.attempt_span(event_id), event_context(event_id=event_id), job_session():
             return run_attempt(event_id)
     finally:
         # Worker processes reuse one app context: never carry a session across jobs.
