@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from . import ingest, queueing
+from . import ingest, queueing, tracing
 from .config import PROJECT_ROOT, Config, ConfigError, config_class
 from .extensions import db, migrate
 from .logging_setup import configure_logging
@@ -46,6 +46,7 @@ def create_app(
     queueing.init_app(app)
     ingest.init_app(app)
     configure_logging(app)
+    tracing.init_app(app)
 
     from . import cli
     from .blueprints import admin, api, dashboard, health, webhooks

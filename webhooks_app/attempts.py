@@ -27,6 +27,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Row
 
+from . import tracing
 from .claims import EARLY_ARRIVAL_GRACE, Claim, claim_event, claim_lost, renew_lease
 from .crm import SET_CONTACT
 from .extensions import PINNED_CONNECTION, db
@@ -50,7 +51,7 @@ BUSY_DELAY = 2.0
 def process_event(event_id: int) -> str:
     """RQ job: run one attempt for an event if it is due. Returns the event's status after."""
     try:
-        with event_context(event_id=event_id), job_session():
+        with tracing.attempt_span(event_id), event_context(event_id=event_id), job_session():
             return run_attempt(event_id)
     finally:
         # Worker processes reuse one app context: never carry a session across jobs.

@@ -176,6 +176,10 @@ class Config:
 
     API_TOKEN = _env("API_TOKEN")
 
+    # OpenTelemetry traces, off unless a collector is set (OTLP over HTTP: <endpoint>/v1/traces).
+    OTEL_EXPORTER_OTLP_ENDPOINT = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    OTEL_SERVICE_NAME = _env("OTEL_SERVICE_NAME", "mp-webhooks")
+
     # Alerts (dead letters, old backlog): a Slack-compatible webhook and/or e-mail.
     ALERT_WEBHOOK_URL = _env("ALERT_WEBHOOK_URL")
     ALERT_EMAIL_TO = _env("ALERT_EMAIL_TO")

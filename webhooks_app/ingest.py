@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from . import queueing
+from . import queueing, tracing
 from .extensions import db
 from .metrics import STORE_BATCH_SIZE
 from .models import EventStatus, WebhookEvent
@@ -57,10 +57,12 @@ class StoredEvent:
 class _Request:
     """One notification waiting for its batch to be written."""
 
-    __slots__ = ("notification", "result", "error", "wake", "leads")
+    __slots__ = ("notification", "result", "error", "wake", "leads", "trace")
 
     def __init__(self, notification: Notification) -> None:
         self.notification = notification
+        # Taken in the request's own thread: another request's thread may enqueue it.
+        self.trace = tracing.current_carrier()
         self.result: StoredEvent | None = None
         self.error: BaseException | None = None
         self.wake = threading.Event()  # set when written, or when it is its turn to write
@@ -255,8 +257,9 @@ def _enqueue(created: list[_Request]) -> None:
     if not created:
         return
     ids = [request.result.id for request in created if request.result]
+    traces = {request.result.id: request.trace for request in created if request.result}
     try:
-        queueing.enqueue_events([(event_id, 1) for event_id in ids])
+        queueing.enqueue_events([(event_id, 1) for event_id in ids], traces=traces)
     except RedisError as exc:
         logger.warning("Redis unavailable, events %s not queued (stay pending): %s", ids, exc)
         return

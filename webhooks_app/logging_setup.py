@@ -28,6 +28,8 @@ from typing import Any
 from flask import Flask
 from pythonjsonlogger.json import JsonFormatter
 
+from .tracing import set_event_attributes
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d]%(event_tag)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 EVENT_FIELDS = ("event_id", "webhook_id", "payment_id", "attempt")
@@ -44,6 +46,7 @@ _configured: list[str] = []
 def event_context(**fields: Any) -> Iterator[None]:
     """Attach these event fields to every log line inside the block (nested blocks add up)."""
     token = _event_fields.set({**_event_fields.get(), **fields})
+    set_event_attributes(fields)  # and on the current trace span, when tracing
     try:
         yield
     finally:
@@ -53,6 +56,7 @@ def event_context(**fields: Any) -> Iterator[None]:
 def bind_event_fields(**fields: Any) -> None:
     """Add fields to the current event context (e.g. the payment id once it is known)."""
     _event_fields.set({**_event_fields.get(), **fields})
+    set_event_attributes(fields)
 
 
 class EventFieldsFilter(logging.Filter):

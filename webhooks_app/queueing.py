@@ -8,7 +8,7 @@ Redis is down when an event is stored or a retry is scheduled, the event stays
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq_scheduler import Scheduler
+
+from . import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +80,25 @@ def _job_options(event_id: int, attempt: int, suffix: str = "") -> dict[str, Any
     }
 
 
-def enqueue_events(attempts: Sequence[tuple[int, int]], suffix: str = "") -> list[str]:
+def enqueue_events(
+    attempts: Sequence[tuple[int, int]],
+    suffix: str = "",
+    traces: Mapping[int, Mapping[str, str]] | None = None,
+) -> list[str]:
     """Put attempts `(event_id, attempt)` on the queue now, in one Redis round trip.
 
-    Raises redis.RedisError when Redis is unreachable (then none is queued).
+    Each job's meta carries its event's trace context: `traces[event_id]`, or the
+    current one (see tracing.py). Raises redis.RedisError when Redis is unreachable
+    (then none is queued).
     """
     queue = get_queue()
+    current = tracing.current_carrier()
     jobs = [
         Queue.prepare_data(
             PROCESS_EVENT_JOB,
             args=(event_id,),
             timeout=current_app.config["RQ_JOB_TIMEOUT"],
+            meta=tracing.job_meta((traces or {}).get(event_id, current)),
             **_job_options(event_id, attempt, suffix),
         )
         for event_id, attempt in attempts
@@ -116,6 +126,8 @@ def schedule_event(event_id: int, attempt: int, at: datetime, suffix: str = "") 
         event_id,
         timeout=app.config["RQ_JOB_TIMEOUT"],
         queue_name=app.config["RQ_QUEUE_NAME"],
+        # The attempt continues the trace of the one scheduling it.
+        meta=tracing.job_meta(tracing.current_carrier()),
         **options,
     )
     return options["job_id"]

@@ -30,6 +30,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
+from ..tracing import client_span, record_response_status
 from .errors import (
     ApiError,
     NotFoundError,
@@ -284,7 +285,26 @@ class ApiHttpClient:
 
         Raises a `TransientApiError`, `RateLimitedError`, `NotFoundError` or
         `PermanentApiError`; `not_found_retryable` sets a 404's `retryable`.
+        The call is a span of the current trace when tracing is on.
         """
+        with client_span(self.service, method, path):
+            return self._request_json(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                not_found_retryable=not_found_retryable,
+            )
+
+    def _request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        not_found_retryable: bool,
+    ) -> Any:
         url = self.base_url + path
         started = time.monotonic()
         error: ApiError | None = None
@@ -318,6 +338,7 @@ class ApiHttpClient:
             logger.debug("%s %s %s failed after %.0f ms", self.service, method, path, elapsed_ms)
             raise error  # outside `except`: nothing chained, see module docstring
         assert response is not None
+        record_response_status(response.status_code)
         logger.debug(
             "%s %s %s -> %s in %.0f ms",
             self.service,
