@@ -275,3 +275,20 @@ def test_an_upper_case_order_id_is_accepted_signed_either_way(client, lower):
     )
     assert response.status_code == 200, response.json
     assert [e.resource_id for e in stored()] == [ORDER_ID]
+
+
+def test_no_validation_pattern_in_the_code_base_is_anchored_with_dollar():
+    """`^…$` with .match() accepts "value\\n"; every validation uses fullmatch (or \\Z)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "webhooks_app"
+    offenders = []
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for number, line in enumerate(text.splitlines(), 1):
+            if re.search(r"re\.compile\(\s*r?[\"'].*\$[\"']", line) or re.search(
+                r"re\.match\(", line
+            ):
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert offenders == []
