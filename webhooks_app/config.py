@@ -7,6 +7,7 @@ the project root is read in development (real environment variables win).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,13 @@ class Config:
                 f"({longest_wait}) and shorter than RQ_JOB_TIMEOUT ({job_timeout})"
             )
         parse_rate_limit(settings["GHL_RATE_LIMIT"])
+        tolerance = settings["MP_SIGNATURE_TOLERANCE"]
+        # NaN would switch the check off in silence (every comparison with it is false).
+        if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
+            raise ConfigError(
+                "MP_SIGNATURE_TOLERANCE must be a finite number of seconds >= 0 "
+                f"(0 = not checked), got {tolerance!r}"
+            )
 
 
 class DevelopmentConfig(Config):
