@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
+from factories import add_event
 
 from webhooks_app.alerts import check_and_alert
 from webhooks_app.extensions import db
@@ -16,7 +20,7 @@ from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.timeutil import utcnow
 
 from conftest import make_app, post_webhook, run_worker
-from processes import free_port
+from processes import ROOT, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -152,3 +156,72 @@ def test_a_failing_alert_never_affects_processing(app, client, sandbox, mailbox)
 
 def test_no_channel_no_alert(app):
     assert check_and_alert().messages == []
+
+
+# A Slack incoming-webhook URL is its own credential: the path after /services/ is the key.
+SECRET_PATH = "/services/T0AAAAAAA/B0BBBBBBB/s3cretSlackKeyXYZ"
+SECRET_PARTS = ("s3cretSlackKeyXYZ", "B0BBBBBBB", "T0AAAAAAA", "tok3nQUERYvalue")
+
+
+def alert_url(kind: str, broken: Receiver) -> str:
+    return {
+        "http-500": f"http://127.0.0.1:{broken.server.server_port}{SECRET_PATH}",
+        "query": f"http://127.0.0.1:{broken.server.server_port}/hook?token=tok3nQUERYvalue",
+        "unreachable": f"http://127.0.0.1:{free_port()}{SECRET_PATH}",
+        "no-scheme": f"hooks.example.com{SECRET_PATH}",
+    }[kind]
+
+
+def one_dead_letter() -> None:
+    add_event(status=EventStatus.FAILED, processed_at=utcnow(), last_error="NotFoundError: 404")
+
+
+@pytest.mark.parametrize("kind", ["http-500", "query", "unreachable", "no-scheme"])
+def test_a_failing_alert_never_logs_or_reports_the_webhook_url(app, sandbox, caplog, kind):
+    broken = Receiver(status=500)
+    try:
+        alerting = make_app(sandbox, ALERT_WEBHOOK_URL=alert_url(kind, broken))
+        one_dead_letter()
+        with caplog.at_level(logging.DEBUG, logger="webhooks_app"), alerting.app_context():
+            report = check_and_alert(now=utcnow() + timedelta(seconds=1))
+    finally:
+        broken.close()
+    assert report.sent == 0 and len(report.errors) == 1
+    assert "alert by webhook not sent" in caplog.text
+    for secret in SECRET_PARTS:
+        assert secret not in caplog.text and secret not in report.errors[0], (secret, kind)
+
+
+def test_the_json_log_file_never_holds_the_webhook_url(app, tmp_path):
+    """The log file is attached once per process: a process of its own writes it."""
+    broken = Receiver(status=500)
+    log_file = tmp_path / "webhook.log"
+    script = (
+        "import sys\n"
+        "from datetime import timedelta\n"
+        "from webhooks_app import create_app\n"
+        "from webhooks_app.alerts import check_and_alert\n"
+        "from webhooks_app.config import TestingConfig\n"
+        "from webhooks_app.timeutil import utcnow\n"
+        "app = create_app(TestingConfig, {'LOG_FILE': sys.argv[1], 'LOG_FORMAT': 'json',\n"
+        "                                 'ALERT_WEBHOOK_URL': sys.argv[2]})\n"
+        "with app.app_context():\n"
+        "    print(check_and_alert(now=utcnow() + timedelta(seconds=1)).errors)\n"
+    )
+    try:
+        one_dead_letter()
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(log_file), alert_url("http-500", broken)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        broken.close()
+    assert result.returncode == 0, result.stderr
+    logged = log_file.read_text()
+    assert "alert by webhook not sent" in logged and "500 Server Error" in logged
+    assert [json.loads(line) for line in logged.splitlines()]  # JSON lines
+    for secret in SECRET_PARTS:
+        assert secret not in logged and secret not in result.stdout + result.stderr

@@ -104,3 +104,15 @@ def test_default_recovery_of_a_killed_worker_is_within_a_minute():
     reconciler's next pass sees it: by default well within 60 s (RQ alone: ~13 min)."""
     assert ProductionConfig.LEASE_SECONDS + ProductionConfig.RECONCILE_INTERVAL < 60
     assert ProductionConfig.HTTP_TIMEOUT < ProductionConfig.LEASE_SECONDS
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), -1.0])
+def test_signature_tolerance_must_be_finite_and_not_negative(tolerance):
+    with pytest.raises(ConfigError, match="MP_SIGNATURE_TOLERANCE"):
+        create_app(ProductionConfig, {**PRODUCTION, "MP_SIGNATURE_TOLERANCE": tolerance})
+
+
+def test_production_defaults_refuse_ipn_and_check_the_signature_time():
+    app = create_app(ProductionConfig, PRODUCTION)
+    assert app.config["MP_ACCEPT_IPN"] is False
+    assert app.config["MP_SIGNATURE_TOLERANCE"] == 300

@@ -246,3 +246,17 @@ def test_capped_count(app):
     assert capped_count(failed, 10) == (5, True)
     assert capped_count(failed, 5) == (5, True)
     assert capped_count(failed, 3) == (3, False)
+
+
+@pytest.mark.parametrize("value", ["2h\n", "90m\n", "2026-11-29\n", "7d\r\n"])
+def test_a_trailing_newline_is_not_a_time(value):
+    # `$` matches before a final "\n": the patterns are used with fullmatch.
+    with pytest.raises(FilterError, match="^since: "):
+        parse_time("since", value, now=NOW)
+
+
+@pytest.mark.parametrize("value", ["approved\nx", "approved\n\x00"])
+def test_payment_status_must_be_a_status_name(value):
+    with pytest.raises(FilterError) as error:
+        filters.parse_payment_filter({"status": value})
+    assert error.value.param == "status"

@@ -907,3 +907,55 @@ def test_the_same_session_is_reused_across_calls(
     mp.get_payment(1234567890)
     assert mp.session is session
     assert len(mocked.calls) == 2
+
+
+def _encoded_copies(token: str) -> dict[str, str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    return {
+        "lower-cased": token.lower(),
+        "upper-cased": token.upper(),
+        "URL-encoded": quote(token, safe=""),
+        "URL-encoded (plus)": quote_plus(token),
+        "URL-encoded, lower-case hex": quote(token, safe="").lower(),
+        "base64": base64.b64encode(token.encode()).decode(),
+        "base64 unpadded": base64.b64encode(token.encode()).decode().rstrip("="),
+        "URL-safe base64": base64.urlsafe_b64encode(token.encode()).decode(),
+        "base64 of user:token": base64.b64encode(f"user:{token}".encode()).decode(),
+        "base64 of u:token": base64.b64encode(f"u:{token}".encode()).decode(),
+        "base64 of a lower-cased token": base64.b64encode(token.lower().encode()).decode(),
+    }
+
+
+# A token with characters that URL-encoding changes, as some providers' tokens have.
+ODD_TOKEN = "APP_USR-7755331/112926+0c0ffee0c0ffee=424242"
+
+
+@pytest.mark.parametrize("token", [TOKEN, ODD_TOKEN], ids=["mp-token", "odd-token"])
+@pytest.mark.parametrize("form", list(_encoded_copies(TOKEN)))
+def test_encoded_copies_of_the_token_are_redacted(
+    mocked: responses.RequestsMock, token: str, form: str
+) -> None:
+    copy = _encoded_copies(token)[form]
+    mocked.get(
+        PAYMENT_URL,
+        status=401,
+        json={"message": f"bad credential {copy} given", "echo": f"x-auth: {copy}"},
+    )
+    error = payment_error(MercadoPagoClient(token))
+    for text in (str(error), repr(error), error.response_body or ""):
+        assert copy not in text, (form, text)
+    assert "bad credential *** given" in str(error)
+
+
+def test_basic_authorization_is_redacted(mocked: responses.RequestsMock, mp) -> None:
+    mocked.get(PAYMENT_URL, status=401, json={"echo": "Authorization: Basic dXNlcjpwYXNzd29yZA=="})
+    error = payment_error(mp)
+    assert "dXNlcjpwYXNzd29yZA" not in (error.response_body or "")
+    assert "Basic ***" in (error.response_body or "")
+
+
+def test_unrelated_base64_and_words_are_left_alone(mocked: responses.RequestsMock, mp) -> None:
+    mocked.get(PAYMENT_URL, status=400, json={"message": "bad cursor aGVsbG8gd29ybGQgaGVsbG8="})
+    assert "aGVsbG8gd29ybGQgaGVsbG8=" in str(payment_error(mp))

@@ -1,11 +1,15 @@
 """MercadoPago x-signature verification."""
 
+import hashlib
+import hmac
+
 import pytest
 
 from webhooks_app.signatures import (
     SignatureError,
     build_manifest,
     compute_signature,
+    parse_secrets,
     parse_signature_header,
     sign,
     verify_signature,
@@ -73,3 +77,38 @@ def test_wrong_secret_rejected():
 def test_sign_round_trips():
     header = sign(SECRET, DATA_ID, REQUEST_ID, ts=int(TS))
     assert parse_signature_header(header) == (TS, EXPECTED_V1)
+
+
+def test_several_secrets_return_the_index_that_matched():
+    header = f"ts={TS},v1={EXPECTED_V1}"
+    assert verify_signature(SECRET, header, REQUEST_ID, DATA_ID) == 0
+    assert verify_signature(f"new-secret,{SECRET}", header, REQUEST_ID, DATA_ID) == 1
+    assert verify_signature(["new-secret", " ", SECRET], header, REQUEST_ID, DATA_ID) == 1
+    with pytest.raises(SignatureError):
+        verify_signature("new-secret,older-secret", header, REQUEST_ID, DATA_ID)
+    with pytest.raises(SignatureError, match="no webhook secret"):
+        verify_signature(" , ", header, REQUEST_ID, DATA_ID)
+
+
+def test_parse_secrets_and_sign_with_the_first():
+    assert parse_secrets(" new , old ,") == ("new", "old")
+    assert parse_secrets(None) == ()
+    assert sign(f"{SECRET},old", DATA_ID, REQUEST_ID, ts=int(TS)) == f"ts={TS},v1={EXPECTED_V1}"
+
+
+ORDER_ID = "ORD01JQ4S4KY8HWQ6NA5PXB65B3D3"
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_upper_case_id_accepted_signed_lower_cased_or_as_received(lower):
+    # The guide lower-cases; sdk-python's validator and sdk-nodejs sign the id as received.
+    manifest = f"id:{ORDER_ID.lower() if lower else ORDER_ID};request-id:{REQUEST_ID};ts:{TS};"
+    v1 = hmac.new(SECRET.encode(), manifest.encode(), hashlib.sha256).hexdigest()
+    assert verify_signature(SECRET, f"ts={TS},v1={v1}", REQUEST_ID, ORDER_ID) == 0
+
+
+@pytest.mark.parametrize("ts", ["nan", "inf", "-1e309", "1e9", " ", "12.5", "-5", "1" * 17])
+def test_ts_must_be_a_whole_number(ts):
+    v1 = compute_signature(SECRET, DATA_ID, REQUEST_ID, ts)
+    with pytest.raises(SignatureError, match="ts"):
+        verify_signature(SECRET, f"ts={ts},v1={v1}", REQUEST_ID, DATA_ID, tolerance=300)

@@ -13,6 +13,7 @@ import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from urllib.parse import quote, urlsplit
 
 import requests
 from flask import current_app
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 DEAD_LETTER_CURSOR = "webhooks:alerts:dead-letter-cursor"
 BACKLOG_SENT = "webhooks:alerts:backlog-sent"
 SHOWN_EVENTS = 5
+REDACTED = "***"
+# Shorter path parts ("/hook") are no secret, and replacing them would shred the message.
+MIN_SECRET_CHARS = 8
 
 
 @dataclass
@@ -120,9 +124,33 @@ def _send_everywhere(message: str, errors: list[str]) -> int:
             send(message)
             sent += 1
         except Exception as exc:  # noqa: BLE001 - an alert failing must never go further
-            logger.warning("alert by %s not sent: %s", name, exc)
-            errors.append(f"{name}: {exc}")
+            # A Slack-style webhook URL is itself the credential, and `requests` puts it
+            # (or its path) in its errors: never logged or reported as it is.
+            detail = redact(str(exc))
+            logger.warning("alert by %s not sent: %s", name, detail)
+            errors.append(f"{name}: {detail}")
     return sent
+
+
+def redact(text: str) -> str:
+    """`text` without ALERT_WEBHOOK_URL, its path and query (in any form) or SMTP_PASSWORD."""
+    config = current_app.config
+    secrets: set[str] = set()
+    url = config.get("ALERT_WEBHOOK_URL")
+    if url:
+        parts = urlsplit(url)
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        secrets |= {url, url.rstrip("/"), tail, parts.path, parts.query, parts.password or ""}
+        secrets |= {quote(value, safe="") for value in (url, tail)}
+        secrets |= {quote(tail)}
+        # A message cut short may hold only the last segments (Slack: /services/T…/B…/<key>).
+        secrets |= set(parts.path.split("/")) | set(parts.query.split("&"))
+    if config.get("SMTP_PASSWORD"):
+        secrets.add(config["SMTP_PASSWORD"])
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret == url or len(secret) >= MIN_SECRET_CHARS:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def send_webhook(message: str) -> None:

@@ -23,7 +23,7 @@ from .models import EventStatus, WebhookEvent
 from .pagination import capped_count, keyset_page
 from .replays import RetryReport, retry_ids, retry_matching
 from .retries import due_events
-from .signatures import sign
+from .signatures import parse_secrets, sign
 from .stats import dashboard
 
 webhooks_cli = AppGroup("webhooks", help="Process, replay, inspect and simulate webhook events.")
@@ -416,8 +416,9 @@ def _send_notification(
             "action": "payment.updated",
             "data": {"id": payment_id},
         }
-        if secret:
-            headers["x-signature"] = sign(secret, payment_id, request_id)
+        secrets = parse_secrets(secret)
+        if secrets:  # while rotating, the newest (the first) signs, as MercadoPago does
+            headers["x-signature"] = sign(secrets[0], payment_id, request_id)
         return requests.post(
             url,
             params={"data.id": payment_id, "type": "payment"},

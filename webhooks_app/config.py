@@ -7,6 +7,7 @@ the project root is read in development (real environment variables win).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -133,14 +134,18 @@ class Config:
     RQ_WORKER_CLASS = _env("RQ_WORKER_CLASS", "rq.worker.SimpleWorker")
 
     MP_ACCESS_TOKEN = _env("MP_ACCESS_TOKEN")
+    # One secret, or several comma-separated (the newest first) while rotating: a
+    # notification signed with any of them is accepted (signatures.verify_signature).
     MP_WEBHOOK_SECRET = _env("MP_WEBHOOK_SECRET")
     MP_API_BASE_URL = _env("MP_API_BASE_URL", "https://api.mercadopago.com")
+    # IPN is unsigned: anyone can send one, and each costs an API call with our token.
+    # Accepted in development and tests; production refuses it unless turned on.
     MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", True)
     # Production refuses to start without MP_WEBHOOK_SECRET unless this is turned off.
     MP_VERIFY_SIGNATURES = _env_bool("MP_VERIFY_SIGNATURES", True)
-    # Max age in seconds of a signature's ts; 0 = not checked (the default: a
-    # redelivery may carry its original ts, and a replayed notification does no
-    # harm because the pipeline trusts only what it reads from the API).
+    # Max distance in seconds between a signature's ts and now; 0 = not checked
+    # (development and tests). Production checks it: without it, one captured
+    # signature can be replayed for ever.
     MP_SIGNATURE_TOLERANCE = _env_float("MP_SIGNATURE_TOLERANCE", 0)
 
     GHL_API_TOKEN = _env("GHL_API_TOKEN")
@@ -228,6 +233,13 @@ class Config:
                 f"({longest_wait}) and shorter than RQ_JOB_TIMEOUT ({job_timeout})"
             )
         parse_rate_limit(settings["GHL_RATE_LIMIT"])
+        tolerance = settings["MP_SIGNATURE_TOLERANCE"]
+        # NaN would switch the check off in silence (every comparison with it is false).
+        if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
+            raise ConfigError(
+                "MP_SIGNATURE_TOLERANCE must be a finite number of seconds >= 0 "
+                f"(0 = not checked), got {tolerance!r}"
+            )
 
 
 class DevelopmentConfig(Config):
@@ -249,6 +261,10 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     REQUIRED_SETTINGS = ("MP_ACCESS_TOKEN", "GHL_API_TOKEN", "GHL_LOCATION_ID")
     REQUIRE_SIGNATURES = True
+    # MercadoPago is discontinuing IPN, and cannot sign it (README, "Signatures").
+    MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", False)
+    # Five minutes, as MercadoPago's SDKs suggest (ts in seconds or milliseconds).
+    MP_SIGNATURE_TOLERANCE = _env_float("MP_SIGNATURE_TOLERANCE", 300)
 
 
 class TestingConfig(Config):

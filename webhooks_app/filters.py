@@ -23,10 +23,11 @@ from .timeutil import to_naive_utc, utcnow
 EVENT_FILTER_PARAMS = ("status", "type", "since", "until", "q")
 PAYMENT_FILTER_PARAMS = ("status", "q")
 
-RELATIVE_TIME = re.compile(r"^(\d{1,6})\s*([smhdw])$")
+# fullmatch everywhere: `$` would also accept a trailing "\n".
+RELATIVE_TIME = re.compile(r"(\d{1,6})\s*([smhdw])")
 TIME_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-PAYMENT_STATUS = re.compile(r"^[a-z_]{1,32}$")
+DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+PAYMENT_STATUS = re.compile(r"[a-z_]{1,32}")
 # Control characters (NUL above all: PostgreSQL refuses it in text) are never a real search.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TYPE_LENGTH = 64
@@ -132,7 +133,7 @@ def parse_payment_filter(args: Mapping[str, Any]) -> PaymentFilter:
     """Build a PaymentFilter from raw values."""
     raw = _clean(args, PAYMENT_FILTER_PARAMS)
     status = raw.get("status")
-    if status is not None and not PAYMENT_STATUS.match(status):
+    if status is not None and not PAYMENT_STATUS.fullmatch(status):
         raise FilterError("status", "must be a MercadoPago payment status such as approved")
     q = raw.get("q")
     if q is not None:
@@ -165,11 +166,11 @@ def parse_time(
         return None
     hint = "must be an ISO 8601 date or datetime (2026-11-29, 2026-11-29T10:00:00Z) or 90m, 2h, 7d"
     try:
-        relative = RELATIVE_TIME.match(value)
+        relative = RELATIVE_TIME.fullmatch(value)
         if relative:
             amount, unit = int(relative.group(1)), TIME_UNITS[relative.group(2)]
             return (now or utcnow()) - timedelta(**{unit: amount})
-        if DATE_ONLY.match(value):
+        if DATE_ONLY.fullmatch(value):
             day = datetime.combine(date.fromisoformat(value), datetime.min.time())
             return day + timedelta(days=1) if end_of_day else day
         return to_naive_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))

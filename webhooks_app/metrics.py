@@ -46,6 +46,12 @@ WEBHOOKS_REJECTED = Counter(
     "Notifications refused, by reason",
     ["reason"],  # invalid, signature, ipn_refused, too_large, database_unavailable
 )
+WEBHOOKS_SIGNATURE_VERIFIED = Counter(
+    "webhooks_signature_verified_total",
+    "Signed notifications accepted, by the index of the MP_WEBHOOK_SECRET entry that matched "
+    "(0 = the first, newest): once an old secret's count stops growing, it can be dropped",
+    ["secret"],
+)
 EVENTS_FINISHED = Counter(
     "webhook_events_finished_total", "Events that reached a final status", ["status"]
 )

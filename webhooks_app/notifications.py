@@ -15,11 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .json_input import JsonInputError, parse_json
+
 KEPT_HEADERS = ("content-type", "user-agent", "x-request-id", "x-signature", "x-forwarded-for")
-RESOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # payment.created, state_FINISHED, …
-NOTIFICATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Matched with fullmatch, never `$`: `$` also matches before a final "\n", so "payment\n"
+# would pass as a type and "780\n" as a notification id distinct from "780".
+# Payment ids are digits; order ids are like ORD01JQ4S4KY8HWQ6NA5PXB65B3D3; nothing else
+# MercadoPago names (merchant orders, chargebacks, preapprovals) leaves letters, digits, - and _.
+RESOURCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+ACTION_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # payment.created, state_FINISHED, …
+NOTIFICATION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 class InvalidNotification(ValueError):
@@ -79,12 +85,11 @@ def _parse_body(raw_body: str, content_type: str | None) -> dict[str, Any] | Non
     if not raw_body.strip():
         return None
     try:
-        payload = json.loads(raw_body)
-    except RecursionError:  # absurdly deep nesting: no notification looks like that
-        raise InvalidNotification("the JSON body is nested too deeply", 400) from None
-    except ValueError:
+        # Nesting is capped before parsing: a value ~1,000 deep parses, then breaks the INSERT.
+        payload = parse_json(raw_body)
+    except JsonInputError as exc:
         if content_type and "json" in content_type.lower():
-            raise InvalidNotification("malformed JSON body", 400) from None
+            raise InvalidNotification(str(exc), 400) from None
         raise InvalidNotification(
             f"unsupported content ({content_type or 'no content type'}): "
             "MercadoPago notifications are JSON",
@@ -92,6 +97,12 @@ def _parse_body(raw_body: str, content_type: str | None) -> dict[str, Any] | Non
         ) from None
     if not isinstance(payload, dict):
         raise InvalidNotification("the JSON body must be an object", 400)
+    try:
+        # NaN and Infinity parse, but no database stores them in a JSON column: refused
+        # here (400) rather than failing the INSERT (a 503 the sender would retry for days).
+        json.dumps(payload, allow_nan=False)
+    except ValueError:
+        raise InvalidNotification("the JSON body holds NaN or Infinity", 400) from None
     return payload
 
 
@@ -108,14 +119,14 @@ def _parse_webhook(
     resource_id = _valid_resource_id(query_resource or body_resource)
     event_type = _valid_type(payload.get("type") or query.get("type"))
     action = payload.get("action")
-    if action is not None and not (isinstance(action, str) and ACTION_PATTERN.match(action)):
+    if action is not None and not (isinstance(action, str) and ACTION_PATTERN.fullmatch(action)):
         raise InvalidNotification("action must be a short name like payment.updated", 400)
 
     notification_id = payload.get("id")
     if notification_id is not None and not (
         isinstance(notification_id, (str, int))
         and not isinstance(notification_id, bool)
-        and NOTIFICATION_ID_PATTERN.match(str(notification_id))
+        and NOTIFICATION_ID_PATTERN.fullmatch(str(notification_id))
     ):
         raise InvalidNotification("id must be MercadoPago's notification id (a number)", 400)
     if notification_id is not None:
@@ -162,10 +173,11 @@ def _parse_ipn(
 
 
 def _valid_resource_id(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or value == "":
         raise InvalidNotification("missing resource id (data.id, or id for IPN)", 400)
-    text = str(value).strip()
-    if isinstance(value, bool) or not RESOURCE_ID_PATTERN.match(text):
+    # Not stripped: the value stored is the value the signature covered, byte for byte.
+    text = str(value)
+    if isinstance(value, bool) or not RESOURCE_ID_PATTERN.fullmatch(text):
         raise InvalidNotification("resource id must be 1-64 letters, digits, '-' or '_'", 400)
     return text
 
@@ -173,7 +185,7 @@ def _valid_resource_id(value: Any) -> str:
 def _valid_type(value: Any) -> str:
     if not value:
         raise InvalidNotification("missing notification type (type, or topic for IPN)", 400)
-    if not isinstance(value, str) or not TYPE_PATTERN.match(value):
+    if not isinstance(value, str) or not TYPE_PATTERN.fullmatch(value):
         raise InvalidNotification("notification type must be a short lower-case name", 400)
     return value
 

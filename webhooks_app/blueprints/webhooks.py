@@ -12,7 +12,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..handlers import log_fields
 from ..ingest import NotStoredError, store_event
 from ..logging_setup import event_context
-from ..metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, type_label
+from ..metrics import (
+    WEBHOOKS_RECEIVED,
+    WEBHOOKS_REJECTED,
+    WEBHOOKS_SIGNATURE_VERIFIED,
+    type_label,
+)
 from ..notifications import InvalidNotification, parse_notification
 from ..signatures import SignatureError, verify_signature
 
@@ -30,11 +35,26 @@ def reject(
     return jsonify({"error": message}), status
 
 
+def read_body() -> bytes:
+    """The request body; RequestEntityTooLarge if it is over MAX_CONTENT_LENGTH.
+
+    werkzeug refuses a Content-Length over the limit, but a chunked body (no
+    Content-Length) is only cut at the limit and handed over as if complete: one
+    more byte left in the server's stream means the sender sent more than that.
+    """
+    body = request.get_data()
+    limit = request.max_content_length
+    if limit is not None and len(body) >= limit and request.content_length is None:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return body
+
+
 @bp.post("/mp")
 def receive_mercadopago() -> ResponseReturnValue:
     """Receive one MercadoPago notification (Webhooks or IPN form)."""
     try:
-        body = request.get_data()
+        body = read_body()
     except RequestEntityTooLarge:
         WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
         WEBHOOKS_REJECTED.labels("too_large").inc()
@@ -56,7 +76,10 @@ def receive_mercadopago() -> ResponseReturnValue:
             )
     elif config["MP_VERIFY_SIGNATURES"] and config["MP_WEBHOOK_SECRET"]:
         try:
-            verify_signature(
+            if notification.signed_data_id is None:
+                # The signature covers the query's data.id only: a body's id would be unsigned.
+                raise SignatureError("a signed notification must carry ?data.id=… in its URL")
+            secret_index = verify_signature(
                 config["MP_WEBHOOK_SECRET"],
                 request.headers.get("x-signature"),
                 request.headers.get("x-request-id"),
@@ -66,6 +89,7 @@ def receive_mercadopago() -> ResponseReturnValue:
         except SignatureError as exc:
             logger.warning("notification %s rejected: %s", notification.webhook_id, exc)
             return reject(f"invalid signature: {exc}", 401, "signature", notification.type)
+        WEBHOOKS_SIGNATURE_VERIFIED.labels(str(secret_index)).inc()
 
     try:
         stored = store_event(notification)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 # Loose on purpose: GHL's validator rejects obvious garbage, not unusual addresses.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 # Upsert body fields copied onto the contact when present and not null.
@@ -62,7 +62,7 @@ def upsert_errors(body: Any) -> list[str]:
     if not isinstance(body.get("locationId"), str) or not body["locationId"]:
         errors.append("locationId must be a string")
     email = body.get("email")
-    if email is not None and (not isinstance(email, str) or not _EMAIL.match(email.strip())):
+    if email is not None and (not isinstance(email, str) or not _EMAIL.fullmatch(email.strip())):
         errors.append("email must be an email")
     phone = body.get("phone")
     if phone is not None and (not isinstance(phone, str) or not _digits(phone)):

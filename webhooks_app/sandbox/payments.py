@@ -48,7 +48,7 @@ DEFAULT_LIMIT = 30
 MAX_LIMIT = 1000
 
 _RELATIVE = re.compile(
-    r"^NOW(?:(?P<sign>[+-])(?P<amount>\d+)(?P<unit>SECONDS?|MINUTES?|HOURS?|DAYS?|WEEKS?|MONTHS?))?$",
+    r"NOW(?:(?P<sign>[+-])(?P<amount>\d+)(?P<unit>SECONDS?|MINUTES?|HOURS?|DAYS?|WEEKS?|MONTHS?))?",
     re.IGNORECASE,
 )
 _UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "WEEK": 604800}
@@ -66,7 +66,7 @@ def parse_mp_time(value: Any, now: datetime | None = None) -> datetime:
     else:
         # An unescaped "+" of an offset arrives as a space.
         text = str(value).strip().replace(" ", "+")
-        match = _RELATIVE.match(text)
+        match = _RELATIVE.fullmatch(text)
         if match:
             parsed = now or datetime.now(UTC)
             if match["sign"]:

@@ -14,6 +14,8 @@ block so no `requests` exception (whose text can hold URLs) is chained to them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import logging
 import math
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -60,6 +62,9 @@ _TRUNCATION_MARKER = "...[truncated]"
 # API echoes back, or an `access_token` query parameter in an exception URL).
 _BEARER_RE = re.compile(r"(?i)\b(bearer\s+)[^\s'\",;)}\]]+")
 _QUERY_SECRET_RE = re.compile(r"(?i)\b((?:access_token|token|api_key|apikey)=)[^&\s'\",;)}\]]+")
+_BASIC_RE = re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=_-]+")
+# A run that could be base64 (standard or URL-safe), long enough to carry a token.
+_BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
 
 
 class BearerAuth(AuthBase):
@@ -228,6 +233,28 @@ def extract_api_message(payload: Any) -> str | None:
     return text
 
 
+def secret_variants(token: str) -> tuple[str, ...]:
+    """The plain forms a token can take in a message (matched case-insensitively): as
+    given, stripped, URL-encoded (`quote` and `quote_plus`); none shorter than
+    MIN_SECRET_CHARS."""
+    stripped = token.strip()
+    forms = {token, stripped, quote(stripped, safe=""), quote_plus(stripped)}
+    return tuple(form for form in forms if len(form) >= MIN_SECRET_CHARS)
+
+
+def _base64_decodings(run: str) -> list[bytes]:
+    """`run` decoded as standard and URL-safe base64 (each padded as needed), where valid."""
+    padded = run.rstrip("=")
+    padded += "=" * (-len(padded) % 4)
+    decodings = []
+    for altchars in (b"+/", b"-_"):
+        try:
+            decodings.append(base64.b64decode(padded, altchars=altchars, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return decodings
+
+
 class ApiHttpClient:
     """JSON-over-HTTP calls to one API, with errors mapped to `ApiError` types."""
 
@@ -248,7 +275,14 @@ class ApiHttpClient:
         self.base_url = normalize_base_url(base_url)
         self.timeout = build_timeout(timeout)
         self._auth = BearerAuth(token.strip())
-        self._secrets = tuple({token, token.strip()})
+        self._secrets = secret_variants(token)
+        stripped = token.strip().encode()
+        self._secret_bytes = (stripped,) if len(stripped) >= MIN_SECRET_CHARS else ()
+        # One pass over the text for every form; longest first, so no copy is left half-done.
+        self._secrets_re = re.compile(
+            "|".join(re.escape(secret) for secret in sorted(self._secrets, key=len, reverse=True)),
+            re.IGNORECASE,
+        )
         # Headers go on each request, not on the session: an injected session
         # may be shared with other code and must not be changed.
         self._headers = {
@@ -386,14 +420,27 @@ class ApiHttpClient:
     # -- helpers ----------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        """Remove known secrets and anything that looks like a credential."""
-        for secret in self._secrets:
-            # A very short "token" (a test placeholder) would shred every word
-            # it occurs in; real tokens are long, and the patterns still apply.
-            if len(secret) >= MIN_SECRET_CHARS:
-                text = text.replace(secret, REDACTED)
+        """Remove known secrets and anything that looks like a credential.
+
+        The token is found in any case (an API may echo it lower- or upper-cased),
+        URL-encoded, and base64-encoded alone or inside `user:token` (Basic auth).
+        """
+        # A very short "token" (a test placeholder) would shred every word it occurs
+        # in; real tokens are long, and the patterns still apply.
+        if self._secrets:
+            text = self._secrets_re.sub(REDACTED, text)
+            text = _BASE64_RUN_RE.sub(self._redact_base64, text)
         text = _BEARER_RE.sub(rf"\1{REDACTED}", text)
+        text = _BASIC_RE.sub(rf"\1{REDACTED}", text)
         return _QUERY_SECRET_RE.sub(rf"\1{REDACTED}", text)
+
+    def _redact_base64(self, match: re.Match[str]) -> str:
+        run = match.group(0)
+        for decoded in _base64_decodings(run):
+            lowered = decoded.lower()
+            if any(secret.lower() in lowered for secret in self._secret_bytes):  # any case
+                return REDACTED
+        return run
 
     def _describe(self, method: str, path: str, what: str) -> str:
         return self.redact(f"{self.service} {method} {path} failed: {what}")
