@@ -1,4 +1,4 @@
-"""Operator authentication: HTTP Basic for the admin and /rq, Bearer (or Basic) for /api.
+"""Operator authentication: HTTP Basic for the admin and /rq (browsers), Bearer for /api.
 
 There are no default credentials: a surface whose credentials are not
 configured answers 503 and says what to set. Every comparison is constant-time,
@@ -67,6 +67,18 @@ def require_admin() -> Response | None:
             mimetype="text/plain",
         )
     return None
+
+
+def foreign_origin() -> bool:
+    """The request carries an `Origin` header of another site (`null` included).
+
+    Browsers add `Origin` to every cross-origin fetch and to every POST; API
+    clients (curl, scripts) send none, so they are unaffected.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc != request.host
 
 
 def same_origin() -> bool:
