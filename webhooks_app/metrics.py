@@ -65,6 +65,11 @@ API_CALLS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, float("inf")),
 )
 
+LOGIN_FAILURES = Counter(
+    "admin_login_failures_total",
+    "Refused Basic logins to /admin and /rq, by reason",
+    ["reason"],  # invalid (wrong credentials), throttled (too many failures: 429)
+)
 
 # Label values must stay few: a type label is one of these, or "other".
 KNOWN_TYPES = frozenset({"payment", "merchant_order", "chargebacks", "subscription_preapproval"})
