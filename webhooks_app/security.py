@@ -33,11 +33,13 @@ ADMIN_CSP = (
 #    keeps event-handler attributes injected through its unescaped fields inert;
 #  - underscore's _.template compiles its <script type="text/template"> blocks with
 #    `new Function`: 'unsafe-eval' (it only ever compiles those server-rendered blocks);
-#  - inline style="" attributes in its templates (float, display: none): styles may
-#    be inline. CSS cannot run script, so this opens nothing an attacker can use.
+#  - style="" attributes in its templates (float: right, display: none): allowed in
+#    attributes only (style-src-attr); <style> elements stay refused. CSS cannot run
+#    script, so this opens nothing an attacker can use.
 RQ_CSP = (
     "default-src 'none'; script-src 'self' 'nonce-{nonce}' 'unsafe-eval'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 # JSON, metrics, health, static files: nothing to run, nothing to frame.
