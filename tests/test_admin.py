@@ -13,7 +13,15 @@ from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, Payment, WebhookEvent
 from webhooks_app.queueing import get_queue, get_scheduler, job_id
 
-from conftest import dead_letter, drain, make_app, post_webhook, run_worker, statuses
+from conftest import (
+    api_headers,
+    dead_letter,
+    drain,
+    make_app,
+    post_webhook,
+    run_worker,
+    statuses,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -242,8 +250,11 @@ def test_forms_need_a_csrf_token(app, client, sandbox):
 
 def test_webhooks_and_api_posts_need_no_csrf_token(app, client, sandbox):
     failed = dead_letter(app, client, sandbox, 1)[0]
-    api = client.post(f"/api/webhook-events/{failed}/retry", headers=AUTH)  # Basic on the API
+    api = client.post(f"/api/webhook-events/{failed}/retry", headers=api_headers())
     assert api.status_code == 200 and api.json["requeued"] == 1
+    # The admin's Basic credentials are refused on the API (a browser would send them anywhere).
+    basic = client.post(f"/api/webhook-events/{failed}/retry", headers=AUTH)
+    assert basic.status_code == 401
 
 
 def test_retry_one_event(app, client, sandbox):

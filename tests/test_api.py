@@ -92,18 +92,72 @@ def basic(username: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def test_the_admin_basic_credentials_work_too(sandbox, app):
+def test_basic_credentials_are_refused_on_the_api(sandbox, app):
+    # A browser caches the admin's Basic credentials and sends them with any
+    # site's request: /api takes the bearer token only (cross-site request forgery).
     with_admin = make_app(sandbox, ADMIN_USERNAME="ops", ADMIN_PASSWORD="pw").test_client()
-    assert with_admin.get("/api/webhook-events", headers=basic("ops", "pw")).status_code == 200
-    wrong = with_admin.get("/api/webhook-events", headers=basic("ops", "nope"))
-    assert wrong.status_code == 401 and wrong.json["error"]
-    assert "Basic" in wrong.headers["WWW-Authenticate"]
+    refused = with_admin.get("/api/webhook-events", headers=basic("ops", "pw"))
+    assert refused.status_code == 401 and refused.json["error"]
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    forged = with_admin.post(
+        "/api/webhook-events/retry",
+        data='{"status": "success,failed", "force": true}',
+        content_type="text/plain",
+        headers=basic("ops", "pw"),
+    )
+    assert forged.status_code == 401
     assert with_admin.get("/api/stats", headers=api_headers()).status_code == 200
-    # Admin credentials alone enable the API; without any credential configured it is off.
+    # Admin credentials alone do not enable the API.
     admin_only = make_app(sandbox, API_TOKEN=None, ADMIN_USERNAME="ops", ADMIN_PASSWORD="pw")
-    admin_client = admin_only.test_client()
-    assert admin_client.get("/api/payments", headers=basic("ops", "pw")).status_code == 200
-    assert admin_client.get("/api/payments", headers=api_headers()).status_code == 401
+    response = admin_only.test_client().get("/api/payments", headers=basic("ops", "pw"))
+    assert response.status_code == 503 and "API_TOKEN" in response.json["error"]
+
+
+def test_the_probe_of_issue_15_replays_nothing(app, client):
+    """curl -u ADMIN:PASS -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' …"""
+    failed = add_event(status=EventStatus.FAILED).id
+    body = '{"status":"success,failed","force":true}'
+    for headers, content_type, code in [
+        ({"Origin": "http://evil.example"}, "application/json", 403),
+        ({"Origin": "null"}, "application/json", 403),
+        ({}, "text/plain", 415),
+        ({}, "application/x-www-form-urlencoded", 415),
+        ({"Origin": "http://evil.example"}, "text/plain", 403),
+    ]:
+        response = client.post(
+            "/api/webhook-events/retry",
+            data=body,
+            content_type=content_type,
+            headers={**api_headers(), **headers},
+        )
+        assert response.status_code == code and response.json["error"], (headers, content_type)
+    # A foreign Origin is refused on reads too (a page could read the answer).
+    read = client.get("/api/stats", headers={**api_headers(), "Origin": "http://evil.example"})
+    assert read.status_code == 403
+    assert statuses()[failed] == EventStatus.FAILED and get_queue(app).count == 0
+    # Same origin, JSON: accepted; no body and no type (curl -X POST): accepted.
+    ok = client.post(
+        "/api/webhook-events/retry",
+        data=body,
+        content_type="application/json",
+        headers={**api_headers(), "Origin": "http://localhost"},
+    )
+    assert ok.status_code == 200 and ok.json["requeued"] == 1
+    empty = client.post(f"/api/webhook-events/{failed}/retry", headers=api_headers())
+    assert empty.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/webhook-events/retry", "/api/webhook-events/1/retry"])
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 60000, b'{"a":' * 40 + b"1" + b"}" * 40, b"\xff\xfe"],
+    ids=["60000", "40", "utf8"],
+)
+def test_deeply_nested_or_undecodable_bodies_are_400(app, client, path, body):
+    add_event(status=EventStatus.FAILED)
+    response = client.post(path, data=body, content_type="application/json", headers=api_headers())
+    assert response.status_code == 400 and response.json["error"]
+    assert get_queue(app).count == 0
 
 
 @pytest.mark.parametrize(

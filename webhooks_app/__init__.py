@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from . import ingest, queueing, tracing
+from . import ingest, login_throttle, queueing, security, tracing
 from .config import PROJECT_ROOT, Config, ConfigError, config_class
 from .extensions import db, migrate
 from .logging_setup import configure_logging
@@ -44,9 +44,11 @@ def create_app(
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     queueing.init_app(app)
+    login_throttle.init_app(app)
     ingest.init_app(app)
     configure_logging(app)
     tracing.init_app(app)
+    security.init_app(app)
 
     from . import cli
     from .blueprints import admin, api, dashboard, health, webhooks

@@ -1,4 +1,4 @@
-"""Operator authentication: HTTP Basic for the admin and /rq, Bearer (or Basic) for /api.
+"""Operator authentication: HTTP Basic for the admin and /rq (browsers), Bearer for /api.
 
 There are no default credentials: a surface whose credentials are not
 configured answers 503 and says what to set. Every comparison is constant-time,
@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, Response, current_app, request
+
+from .login_throttle import get_throttle
+from .metrics import LOGIN_FAILURES
+
+logger = logging.getLogger(__name__)
 
 ADMIN_REALM = "webhooks admin"
 ADMIN_DISABLED_MESSAGE = (
@@ -55,18 +61,66 @@ def bearer_ok(req: Request, token: str | None) -> bool:
 
 
 def require_admin() -> Response | None:
-    """A before_request hook: None to go on, else the 503 or 401 answer."""
+    """A before_request hook: None to go on, else the 503, 401 or 429 answer.
+
+    Failed logins are throttled (login_throttle): once an address or a username
+    has spent its budget, its logins are refused before the password is even
+    compared, so guessing gains nothing from the 429 window.
+    """
     config = current_app.config
     if not admin_configured(config):
         return Response(ADMIN_DISABLED_MESSAGE, 503, mimetype="text/plain")
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return _challenge()  # a browser's first request: no attempt, nothing counted
+    throttle = get_throttle()
+    username = auth.username or ""
+    if throttle is not None:
+        wait = throttle.retry_after(request, username)
+        if wait is not None:
+            LOGIN_FAILURES.labels(reason="throttled").inc()
+            logger.warning(
+                "login throttled for %s (user %r): too many failures; retry in %ss",
+                request.remote_addr,
+                username[:64],
+                wait,
+            )
+            return Response(
+                f"Too many failed logins. Try again in {wait} seconds.",
+                429,
+                {"Retry-After": str(wait)},
+                mimetype="text/plain",
+            )
     if not basic_auth_ok(request, config):
-        return Response(
-            "Authentication required: use the ADMIN_USERNAME and ADMIN_PASSWORD credentials.",
-            401,
-            {"WWW-Authenticate": f'Basic realm="{ADMIN_REALM}", charset="UTF-8"'},
-            mimetype="text/plain",
+        LOGIN_FAILURES.labels(reason="invalid").inc()
+        logger.warning(
+            "failed login from %s (user %r) to %s", request.remote_addr, username[:64], request.path
         )
+        if throttle is not None:
+            throttle.record_failure(request, username)
+        return _challenge()
     return None
+
+
+def _challenge() -> Response:
+    return Response(
+        "Authentication required: use the ADMIN_USERNAME and ADMIN_PASSWORD credentials.",
+        401,
+        {"WWW-Authenticate": f'Basic realm="{ADMIN_REALM}", charset="UTF-8"'},
+        mimetype="text/plain",
+    )
+
+
+def foreign_origin() -> bool:
+    """The request carries an `Origin` header of another site (`null` included).
+
+    Browsers add `Origin` to every cross-origin fetch and to every POST; API
+    clients (curl, scripts) send none, so they are unaffected.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc != request.host
 
 
 def same_origin() -> bool:

@@ -200,6 +200,18 @@ class Config:
     ALERT_REPEAT = _env_float("ALERT_REPEAT", 3600.0)
     ADMIN_USERNAME = _env("ADMIN_USERNAME")
     ADMIN_PASSWORD = _env("ADMIN_PASSWORD")
+    # Failed Basic logins (admin, /rq) allowed per client address and per username
+    # in a moving window, counted in Redis; "off" disables the throttle.
+    LOGIN_FAILURE_LIMIT = _env("LOGIN_FAILURE_LIMIT", "10/minute")
+
+    # The admin's session cookie (it holds the CSRF token): never sent on a cross-site
+    # subrequest or POST; Secure in production, where the service is reached over HTTPS.
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+    # How many proxies in front rewrite X-Forwarded-For/-Proto/-Port (Heroku's router: 1).
+    # 0 = those headers are the client's own and are not believed.
+    PROXY_FIX_HOPS = int(_env_float("PROXY_FIX_HOPS", 0))
 
     # MercadoPago notifications are a few hundred bytes; anything near this is not one.
     MAX_CONTENT_LENGTH = int(_env_float("MAX_WEBHOOK_BYTES", 64 * 1024))
@@ -265,6 +277,8 @@ class ProductionConfig(Config):
     MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", False)
     # Five minutes, as MercadoPago's SDKs suggest (ts in seconds or milliseconds).
     MP_SIGNATURE_TOLERANCE = _env_float("MP_SIGNATURE_TOLERANCE", 300)
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", True)
+    PROXY_FIX_HOPS = int(_env_float("PROXY_FIX_HOPS", 1))
 
 
 class TestingConfig(Config):

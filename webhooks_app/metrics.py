@@ -73,6 +73,11 @@ API_CALLS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, float("inf")),
 )
 
+LOGIN_FAILURES = Counter(
+    "admin_login_failures_total",
+    "Refused Basic logins to /admin and /rq, by reason",
+    ["reason"],  # invalid (wrong credentials), throttled (too many failures: 429)
+)
 
 # Label values must stay few: a type label is a topic some handler processes, one of
 # these, or "other".

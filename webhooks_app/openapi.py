@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .json_input import MAX_JSON_DEPTH
 from .models import EventStatus
 from .pagination import COUNT_CAP
 from .replays import BULK_RETRY_MAX
@@ -308,16 +309,24 @@ LIMIT = _param(
 CURSOR = _param("cursor", "`next_cursor` of the previous page")
 
 
+JSON_BODY = (
+    "optional; when sent, with `Content-Type: application/json` (any other type: 415). "
+    f"Nested at most {MAX_JSON_DEPTH} levels."
+)
+
+
 def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
     described = {
         400: "a parameter or the body has a value that cannot be used",
-        401: "missing or invalid credentials",
+        401: "missing or invalid bearer token",
+        403: "refused: the request carries another site's `Origin`",
         404: "no such object",
         409: "the event cannot be retried in its current state",
-        503: "the API is disabled (no credentials configured)",
+        415: "a state-changing call without `Content-Type: application/json`",
+        503: "the API is disabled (API_TOKEN is not set)",
     }
     responses: dict[str, Any] = {"200": ok}
-    for code in (*codes, 401, 503):
+    for code in (*codes, 401, 403, 503):
         responses[str(code)] = {
             "description": described[code],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -363,7 +372,9 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
             "payments they touched, retries and operating numbers. Times are UTC.",
         },
         "servers": [{"url": "/"}],
-        "security": [{"bearerAuth": []}, {"basicAuth": []}],
+        # Bearer only: Basic credentials are the browser's (admin, /rq) and a
+        # browser attaches them to any site's requests (see blueprints/api.py).
+        "security": [{"bearerAuth": []}],
         "paths": {
             "/api/webhook-events": {
                 "get": {
@@ -420,6 +431,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                     "parameters": [event_id],
                     "requestBody": {
                         "required": False,
+                        "description": JSON_BODY,
                         "content": {
                             "application/json": {
                                 "schema": {"type": "object", "properties": {"force": force}}
@@ -445,6 +457,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                         400,
                         404,
                         409,
+                        415,
                     ),
                 }
             },
@@ -454,6 +467,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                     "summary": "Re-queue every event matching a filter (default: failed ones)",
                     "requestBody": {
                         "required": False,
+                        "description": JSON_BODY,
                         "content": {
                             "application/json": {
                                 "schema": {
@@ -472,7 +486,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                             }
                         },
                     },
-                    "responses": _responses(_ok("what was done", _ref("RetryReport")), 400),
+                    "responses": _responses(_ok("what was done", _ref("RetryReport")), 400, 415),
                 }
             },
             "/api/payments": {
@@ -540,11 +554,6 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                     "type": "http",
                     "scheme": "bearer",
                     "description": "API_TOKEN",
-                },
-                "basicAuth": {
-                    "type": "http",
-                    "scheme": "basic",
-                    "description": "ADMIN_USERNAME / ADMIN_PASSWORD",
                 },
             },
             "schemas": {

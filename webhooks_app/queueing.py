@@ -23,7 +23,33 @@ from . import tracing
 
 logger = logging.getLogger(__name__)
 
-PROCESS_EVENT_JOB = "webhooks_app.processing.process_event"
+# The job is the sanitising wrapper below, not processing.process_event itself.
+PROCESS_EVENT_JOB = "webhooks_app.queueing.run_event_job"
+
+
+class EventJobFailed(Exception):
+    """An attempt's job crashed; the message names the event and the error type only."""
+
+
+def run_event_job(event_id: int) -> str:
+    """RQ job: processing.process_event, with any escaping error's text kept out of Redis.
+
+    process_event records every pipeline failure itself; what still escapes is a
+    failure of that bookkeeping (the database gone mid-attempt), and its message can
+    quote the SQL parameters being written: an error text from an API, a payer's
+    e-mail. RQ stores the traceback as the job's `exc_info`, which rq-dashboard 0.9
+    prints unescaped (Parallels/rq-dashboard#526), so the whole error goes to the
+    log and the job fails with a message built from the event id and a class name.
+    """
+    from .processing import process_event  # processing imports this module
+
+    try:
+        return process_event(event_id)
+    except Exception as exc:
+        logger.exception("job for event %s crashed", event_id)
+        raise EventJobFailed(
+            f"event {event_id}: {type(exc).__name__} (the service log has the details)"
+        ) from None
 
 
 def make_redis(url: str, socket_timeout: float | None) -> Redis:

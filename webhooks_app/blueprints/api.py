@@ -1,7 +1,14 @@
-"""`/api`: JSON views and retries of events and payments, behind a token or the admin login.
+"""`/api`: JSON views and retries of events and payments, behind a bearer token.
 
-`Authorization: Bearer <API_TOKEN>` or the admin's Basic credentials; the
-OpenAPI document at `/api/openapi.json` is public (it holds no data).
+`Authorization: Bearer <API_TOKEN>` only. The admin's Basic credentials are not
+accepted here: a browser caches them and would attach them to a request that any
+web page makes, so that page could replay events (cross-site request forgery).
+A bearer token is never sent by a browser on its own. On top of that, a request
+carrying a foreign `Origin` is refused (403), and a state-changing call must say
+`Content-Type: application/json` when it has a body (415 otherwise), which an HTML form cannot send
+and a cross-site script cannot send without a CORS preflight we never answer.
+Bodies are parsed by json_input (nesting capped). The OpenAPI document at
+`/api/openapi.json` is public (it holds no data).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import selectinload
 
-from ..auth import admin_configured, basic_auth_ok, bearer_ok
+from ..auth import UNSAFE_METHODS, bearer_ok, foreign_origin
 from ..extensions import db
 from ..filters import (
     FilterError,
@@ -22,6 +29,7 @@ from ..filters import (
     parse_int,
     parse_payment_filter,
 )
+from ..json_input import JsonInputError, parse_json
 from ..lookups import event_detail, find_event, find_payment, payment_events
 from ..models import EventStatus, Payment, WebhookEvent
 from ..openapi import openapi_document
@@ -45,27 +53,30 @@ class BadRequest(ValueError):
 
 @bp.before_request
 def require_token() -> ResponseReturnValue | None:
-    """Every API call needs the bearer token or the admin's Basic credentials."""
+    """Every API call needs the bearer token; state changes need JSON and no foreign Origin."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    config = current_app.config
-    token = config.get("API_TOKEN")
-    if not token and not admin_configured(config):
+    token = current_app.config.get("API_TOKEN")
+    if not token:
         return jsonify(
-            {
-                "error": "the API is disabled: set the API_TOKEN environment variable "
-                "(or ADMIN_USERNAME and ADMIN_PASSWORD) to enable it"
-            }
+            {"error": "the API is disabled: set the API_TOKEN environment variable to enable it"}
         ), 503
-    # Constant-time compares: response timing must not reveal the secrets.
-    if bearer_ok(request, token) or basic_auth_ok(request, config):
-        return None
-    response = jsonify({"error": "missing or invalid API token"})
-    challenges = ['Bearer realm="api"']
-    if admin_configured(config):
-        challenges.append('Basic realm="api", charset="UTF-8"')
-    response.headers["WWW-Authenticate"] = ", ".join(challenges)
-    return response, 401
+    # Constant-time compare: response timing must not reveal the token.
+    if not bearer_ok(request, token):
+        response = jsonify({"error": "missing or invalid API token (Authorization: Bearer …)"})
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response, 401
+    if foreign_origin():
+        logger.warning(
+            "refused an API %s to %s from origin %s",
+            request.method,
+            request.path,
+            request.headers.get("Origin"),
+        )
+        return jsonify({"error": "cross-origin requests are refused"}), 403
+    if request.method in UNSAFE_METHODS and not _json_typed():
+        return jsonify({"error": "send the body as JSON, with Content-Type: application/json"}), 415
+    return None
 
 
 @bp.errorhandler(BadRequest)
@@ -208,11 +219,26 @@ def _order(value: str | None) -> bool:
     raise BadRequest("order: must be asc or desc")
 
 
+def _json_typed() -> bool:
+    """The body is declared JSON, or there is none and no other type is claimed.
+
+    A body-less POST carries no Content-Type (`curl -X POST`); a cross-site one
+    cannot carry the bearer token either, so it needs no type.
+    """
+    if request.mimetype == "application/json":
+        return True
+    return not request.mimetype and not request.get_data()
+
+
 def _json_body() -> dict[str, Any]:
-    """The request's JSON object, {} when there is no body."""
-    if not request.get_data():
+    """The request's JSON object, {} when there is no body; nesting capped (json_input)."""
+    data = request.get_data()
+    if not data:
         return {}
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = parse_json(data)
+    except JsonInputError as exc:
+        raise BadRequest(str(exc)) from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

@@ -18,6 +18,17 @@ URL_PREFIX = "/rq"
 BLUEPRINT_NAME = rq_dashboard.blueprint.name
 # Seconds; longer than the request path's: listing a big registry takes a moment.
 DASHBOARD_REDIS_TIMEOUT = 5.0
+# Every rq-dashboard 0.9.0 route that changes something (rq_dashboard/web.py).
+STATE_CHANGING_ENDPOINTS = frozenset(
+    f"{BLUEPRINT_NAME}.{view}"
+    for view in (
+        "delete_job_view",
+        "requeue_job_view",
+        "requeue_all",
+        "empty_queue",
+        "compact_queue",
+    )
+)
 
 
 def init_app(app: Flask) -> None:
@@ -41,6 +52,9 @@ def _protect_dashboard() -> ResponseReturnValue | None:
     denied = require_admin()
     if denied is not None:
         return denied
+    # rq-dashboard 0.9 also requeues on GET: an <img src> on any site would do it.
+    if request.endpoint in STATE_CHANGING_ENDPOINTS and request.method != "POST":
+        return Response("Use POST.", 405, {"Allow": "POST"}, mimetype="text/plain")
     # rq-dashboard's buttons POST with jQuery and no CSRF token: refuse cross-site ones.
     if request.method in UNSAFE_METHODS and not same_origin():
         logger.warning("refused a cross-site %s to %s", request.method, request.path)
