@@ -170,6 +170,18 @@ class Config:
     CATCH_UP_LOOKBACK = _env_float("CATCH_UP_LOOKBACK", 6 * 3600.0)
     SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)
 
+    # Retention: finished events older than this lose their stored copies (bodies, headers,
+    # tracebacks) and their payments' raw copy its personal data; 0 keeps everything.
+    RETENTION_DAYS = _env_float("RETENTION_DAYS", 90.0)
+    # scheduler.py purges every RETENTION_INTERVAL seconds, in batches of RETENTION_BATCH_SIZE
+    # rows (one short transaction each), for at most RETENTION_ROUND_SECONDS per round so
+    # that the loop's other tasks (rq-scheduler's moves, the reconciler) are not held up.
+    RETENTION_INTERVAL = _env_float("RETENTION_INTERVAL", 300.0)
+    RETENTION_BATCH_SIZE = int(_env_float("RETENTION_BATCH_SIZE", 500))
+    RETENTION_ROUND_SECONDS = _env_float("RETENTION_ROUND_SECONDS", 2.0)
+    # Mask the payer's e-mail, identification and phone in the stored payment copies.
+    PII_MASKING = _env_bool("PII_MASKING", False)
+
     LOG_FILE = _env("LOG_FILE", str(PROJECT_ROOT / "logs" / "webhook.log"))
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     LOG_FORMAT = _env("LOG_FORMAT", "json")  # json lines, or text
@@ -224,6 +236,8 @@ class Config:
                 f"({longest_wait}) and shorter than RQ_JOB_TIMEOUT ({job_timeout})"
             )
         parse_rate_limit(settings["GHL_RATE_LIMIT"])
+        if settings["RETENTION_DAYS"] < 0 or settings["RETENTION_BATCH_SIZE"] < 1:
+            raise ConfigError("RETENTION_DAYS must be >= 0 and RETENTION_BATCH_SIZE >= 1")
 
 
 class DevelopmentConfig(Config):

@@ -28,6 +28,8 @@ from typing import Any
 from flask import Flask
 from pythonjsonlogger.json import JsonFormatter
 
+from .pii import redact_emails
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d]%(event_tag)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 EVENT_FIELDS = ("event_id", "webhook_id", "payment_id", "attempt")
@@ -91,7 +93,8 @@ class FormatOnce(logging.Formatter):
         cached = record.__dict__.get("_formatted")
         if cached is not None and cached[0] is self:
             return cached[1]
-        text = super().format(record)
+        # No line carries an e-mail address (erasure; webhooks_app/pii.py), tracebacks included.
+        text = redact_emails(super().format(record))
         record._formatted = (self, text)
         return text
 

@@ -22,6 +22,7 @@ from .config import parse_rate_limit
 from .extensions import db
 from .metrics import observe_api_call
 from .models import EventStatus, Payment, WebhookEvent
+from .pii import mask_payment
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
 from .services import GoHighLevelClient, MercadoPagoClient, RateLimitedError
@@ -281,7 +282,7 @@ def _payment_values(data: dict[str, Any]) -> dict[str, Any]:
         "payer_email": (payer.get("email") or None),
         "external_reference": data.get("external_reference"),
         "mp_date_last_updated": parse_iso(data.get("date_last_updated")),
-        "raw": data,
+        "raw": mask_payment(data),  # as is, or masked with PII_MASKING (webhooks_app/pii.py)
         "updated_at": now,
     }
     return {f"new_{name}": value for name, value in values.items()}
