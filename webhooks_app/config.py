@@ -179,6 +179,8 @@ class Config:
     RETENTION_INTERVAL = _env_float("RETENTION_INTERVAL", 300.0)
     RETENTION_BATCH_SIZE = int(_env_float("RETENTION_BATCH_SIZE", 500))
     RETENTION_ROUND_SECONDS = _env_float("RETENTION_ROUND_SECONDS", 2.0)
+    # Seconds between two batches: leaves the database and the CPU to ingestion meanwhile.
+    RETENTION_BATCH_PAUSE = _env_float("RETENTION_BATCH_PAUSE", 0.0)
     # Mask the payer's e-mail, identification and phone in the stored payment copies.
     PII_MASKING = _env_bool("PII_MASKING", False)
 

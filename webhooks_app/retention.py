@@ -88,10 +88,13 @@ def purge(
     max_seconds: float | None = None,
     include_failed: bool = False,
     dry_run: bool = False,
+    pause: float | None = None,
 ) -> PurgeReport:
     """Purge events finished before `cutoff`, batch by batch, until none is left or
-    `max_seconds` have passed (then `more` is set). `dry_run` only counts them."""
+    `max_seconds` have passed (then `more` is set), `pause` seconds between batches
+    (default RETENTION_BATCH_PAUSE). `dry_run` only counts them."""
     size = batch_size or current_app.config["RETENTION_BATCH_SIZE"]
+    pause = current_app.config["RETENTION_BATCH_PAUSE"] if pause is None else pause
     report = PurgeReport(cutoff, dry_run=dry_run)
     where = _due(cutoff, include_failed)
     if dry_run:
@@ -106,6 +109,8 @@ def purge(
         if max_seconds is not None and report.seconds >= max_seconds:
             report.more = True
             return report
+        if pause > 0:
+            time.sleep(pause)
 
 
 def _next_batch_statement(dialect: str) -> Any:
