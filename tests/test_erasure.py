@@ -105,7 +105,10 @@ def admin_app(app, sandbox):
 
 def test_the_admin_erasure_form_needs_its_csrf_token_and_records_who(admin_app, sandbox):
     client = admin_app.test_client()
-    add_payment(555, payer_email="buyer555@example.com", raw={"id": 555, "payer": {}})
+    payment = add_payment(555, payer_email="buyer555@example.com", raw={"id": 555, "payer": {}})
+    event = add_event(status=EventStatus.SUCCESS, payment_id=payment.id, latency=1)
+    shown = client.get(f"/admin/events/{event.id}", headers=AUTH).text
+    assert "purged on" not in shown and "Payload" in shown
     refused = client.post("/admin/erasure", data={"email": "buyer555@example.com"}, headers=AUTH)
     assert refused.status_code == 400
     assert db.session.query(Erasure).count() == 0
@@ -119,6 +122,8 @@ def test_the_admin_erasure_form_needs_its_csrf_token_and_records_who(admin_app, 
     assert (erasure.surface, erasure.requested_by) == ("admin", USERNAME)
     db.session.expire_all()
     assert db.session.query(Payment).one().payer_email is None
+    shown = client.get(f"/admin/events/{event.id}", headers=AUTH).text
+    assert "purged on" in shown
 
 
 def test_pii_masking_masks_the_stored_copy_while_the_crm_gets_the_real_address(app, sandbox):

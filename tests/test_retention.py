@@ -140,7 +140,7 @@ def test_the_purge_query_is_served_by_its_partial_index(app):
     assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
 
 
-def test_the_scheduler_runs_retention_and_the_api_and_admin_say_purged(app, client, sandbox):
+def test_the_scheduler_runs_retention_and_the_api_says_purged(app, client, sandbox):
     event_id = processed(app, client, sandbox)
     age([event_id], days=91)
     app.config["RETENTION_DAYS"] = 90

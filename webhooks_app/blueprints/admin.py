@@ -363,6 +363,7 @@ def erasure() -> ResponseReturnValue:
         except ErasureError as exc:
             flash(f"Not erased: {exc}.", "error")
         else:
-            flash(f"{report.summary().capitalize()}.", "success")
+            text = report.summary()
+            flash(f"{text[0].upper()}{text[1:]}. Erase the contact in GoHighLevel too.", "success")
         return redirect(url_for(".erasure"))
     return render_template("admin/erasure.html", erasures=recent_erasures())
