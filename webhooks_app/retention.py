@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 _events = WebhookEvent.__table__
 _attempts = WebhookAttempt.__table__
 _payments = Payment.__table__
+# A payment is reduced with the purge of an event that touched it unless its copy was
+# written later than this after the cutoff: then a later event wrote it, and that event's
+# own purge reduces it. The slack covers the attempt's own writes, which land a little
+# after its `processed_at` (the GHL fields) or before it (a retried attempt's upsert).
+PAYMENT_SLACK = timedelta(hours=1)
 # What a purge drops from an event; SQL NULL (a JSON column would store None as 'null').
 EVENT_COPIES = {"raw_body": null(), "payload": null(), "headers": null(), "query": null()}
 
@@ -156,7 +161,7 @@ def purge_batch(
         .values(traceback=null())
     )
     payment_ids = sorted({row.payment_id for row in rows if row.payment_id is not None})
-    reduced = reduce_payments(payment_ids, before=cutoff)
+    reduced = reduce_payments(payment_ids, before=cutoff + PAYMENT_SLACK)
     db.session.commit()
     report.events += purged.rowcount
     report.attempts += tracebacks.rowcount
