@@ -33,6 +33,8 @@ LIST_MAX = 500
 
 
 def init_app(app: Flask) -> None:
+    from . import cli_privacy  # noqa: F401 - registers purge and forget on webhooks_cli
+
     app.cli.add_command(webhooks_cli)
 
 
@@ -188,8 +190,11 @@ def show_command(event_id: int, as_json: bool) -> None:
         )
     if not event.attempt_log:
         click.echo("  (none yet)")
-    click.echo("payload:")
-    click.echo(json.dumps(event.payload, indent=2, default=str))
+    if event.purged_at is not None:
+        click.echo(f"payload:     purged on {_time(event.purged_at)} (retention or erasure)")
+    else:
+        click.echo("payload:")
+        click.echo(json.dumps(event.payload, indent=2, default=str))
     click.echo("jobs in RQ:")
     if rq["error"]:
         click.echo(f"  {rq['error']}")

@@ -175,6 +175,20 @@ class Config:
     CATCH_UP_LOOKBACK = _env_float("CATCH_UP_LOOKBACK", 6 * 3600.0)
     SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)
 
+    # Retention: finished events older than this lose their stored copies (bodies, headers,
+    # tracebacks) and their payments' raw copy its personal data; 0 keeps everything.
+    RETENTION_DAYS = _env_float("RETENTION_DAYS", 90.0)
+    # scheduler.py purges every RETENTION_INTERVAL seconds, in batches of RETENTION_BATCH_SIZE
+    # rows (one short transaction each), for at most RETENTION_ROUND_SECONDS per round so
+    # that the loop's other tasks (rq-scheduler's moves, the reconciler) are not held up.
+    RETENTION_INTERVAL = _env_float("RETENTION_INTERVAL", 300.0)
+    RETENTION_BATCH_SIZE = int(_env_float("RETENTION_BATCH_SIZE", 500))
+    RETENTION_ROUND_SECONDS = _env_float("RETENTION_ROUND_SECONDS", 2.0)
+    # Seconds between two batches: leaves the database and the CPU to ingestion meanwhile.
+    RETENTION_BATCH_PAUSE = _env_float("RETENTION_BATCH_PAUSE", 0.0)
+    # Mask the payer's e-mail, identification and phone in the stored payment copies.
+    PII_MASKING = _env_bool("PII_MASKING", False)
+
     LOG_FILE = _env("LOG_FILE", str(PROJECT_ROOT / "logs" / "webhook.log"))
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     LOG_FORMAT = _env("LOG_FORMAT", "json")  # json lines, or text
@@ -252,6 +266,8 @@ class Config:
                 "MP_SIGNATURE_TOLERANCE must be a finite number of seconds >= 0 "
                 f"(0 = not checked), got {tolerance!r}"
             )
+        if settings["RETENTION_DAYS"] < 0 or settings["RETENTION_BATCH_SIZE"] < 1:
+            raise ConfigError("RETENTION_DAYS must be >= 0 and RETENTION_BATCH_SIZE >= 1")
 
 
 class DevelopmentConfig(Config):

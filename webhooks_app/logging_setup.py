@@ -28,6 +28,7 @@ from typing import Any
 from flask import Flask
 from pythonjsonlogger.json import JsonFormatter
 
+from .pii import redact_emails
 from .tracing import set_event_attributes
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d]%(event_tag)s %(message)s"
@@ -95,7 +96,8 @@ class FormatOnce(logging.Formatter):
         cached = record.__dict__.get("_formatted")
         if cached is not None and cached[0] is self:
             return cached[1]
-        text = super().format(record)
+        # No line carries an e-mail address (erasure; webhooks_app/pii.py), tracebacks included.
+        text = redact_emails(super().format(record))
         record._formatted = (self, text)
         return text
 

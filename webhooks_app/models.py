@@ -6,7 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -14,6 +25,11 @@ from .timeutil import isoformat, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Finished events whose stored copies retention has not dropped yet (migration a5c8e1f37d42):
+# the predicate of the purge's partial index, repeated word for word by the purge's query
+# (the planners use a partial index only for a WHERE that contains its predicate).
+PURGE_DUE = "purged_at IS NULL AND status IN ('success', 'ignored')"
 
 
 class EventStatus:
@@ -96,6 +112,13 @@ class WebhookEvent(db.Model):
         Index("ix_webhook_events_status_received_at", "status", "received_at"),
         # Listings filtered by status and type, and their capped count (migration e7c1f2a90b13).
         Index("ix_webhook_events_status_type_received_at", "status", "type", "received_at"),
+        # The retention purge's next batch: finished, not purged, oldest first (a5c8e1f37d42).
+        Index(
+            "ix_webhook_events_purge_due",
+            "processed_at",
+            sqlite_where=text(PURGE_DUE),
+            postgresql_where=text(PURGE_DUE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -120,6 +143,8 @@ class WebhookEvent(db.Model):
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # When retention or an erasure dropped raw_body, payload, headers, query and tracebacks.
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     payment: Mapped[Payment | None] = relationship(back_populates="events")
@@ -147,6 +172,7 @@ class WebhookEvent(db.Model):
             "received_at": isoformat(self.received_at),
             "processed_at": isoformat(self.processed_at),
             "updated_at": isoformat(self.updated_at),
+            "purged_at": isoformat(self.purged_at),
             "payment_id": self.payment.mp_payment_id if self.payment else None,
         }
         if with_attempts:
@@ -183,4 +209,35 @@ class WebhookAttempt(db.Model):
             "error": self.error,
             "retryable": self.retryable,
             "worker": self.worker,
+        }
+
+
+class Erasure(db.Model):
+    """That a data subject's personal data was erased: when, how, how much; never what.
+
+    `subject_hash` is a keyed hash (HMAC-SHA256 with the app's SECRET_KEY) of the
+    normalised e-mail, kept only so that a repeated request for the same person is
+    recognised ("already erased on …") without storing the address itself.
+    """
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    surface: Mapped[str] = mapped_column(String(16))  # "cli" or "admin"
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    subject_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    payments: Mapped[int] = mapped_column(Integer, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "requested_at": isoformat(self.requested_at),
+            "surface": self.surface,
+            "requested_by": self.requested_by,
+            "payments": self.payments,
+            "events": self.events,
+            "attempts": self.attempts,
         }

@@ -53,6 +53,9 @@ EVENT = {
         "received_at": DATETIME,
         "processed_at": _nullable(DATETIME),
         "updated_at": DATETIME,
+        "purged_at": _nullable(
+            {**DATETIME, "description": "when retention or an erasure dropped its stored copies"}
+        ),
         "payment_id": _nullable({**STRING, "description": "the MercadoPago payment id"}),
     },
 }

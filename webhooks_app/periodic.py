@@ -1,4 +1,4 @@
-"""The loop `scheduler.py` runs: rq-scheduler's moves, the reconciler and catch-up.
+"""The loop `scheduler.py` runs: rq-scheduler's moves, the reconciler, catch-up, retention.
 
 It is a plain loop in its own process, not a periodic job stored in Redis, so a
 Redis flush or outage cannot make it forget; each task's failure is logged and
@@ -21,6 +21,7 @@ from .catchup import catch_up
 from .extensions import db
 from .queueing import get_scheduler
 from .reconciler import reconcile
+from .retention import purge_due
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def build_tasks(app: Flask, connection: Redis) -> list[Task]:
     ]
     if config.get("MP_ACCESS_TOKEN") and config["CATCH_UP_INTERVAL"] > 0:
         tasks.append(Task("catch-up", config["CATCH_UP_INTERVAL"], catch_up))
+    if config["RETENTION_DAYS"] > 0:
+        tasks.append(Task("retention", config["RETENTION_INTERVAL"], purge_due))
     if config.get("ALERT_WEBHOOK_URL") or config.get("ALERT_EMAIL_TO"):
         tasks.append(Task("alerts", config["ALERT_INTERVAL"], check_and_alert))
     return tasks

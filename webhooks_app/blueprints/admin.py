@@ -342,3 +342,27 @@ def _flash_report(report: RetryReport) -> None:
     flash(f"{text[0].upper()}{text[1:]}.", category)
     for event_id, reason in list(report.refused.items())[:10]:
         flash(f"Event {event_id} refused: {reason}.", "error")
+
+
+@bp.route("/erasure", methods=["GET", "POST"])
+def erasure() -> ResponseReturnValue:
+    """Erase one payer's personal data (webhooks_app/erasure.py); list the erasures done."""
+    from ..erasure import ErasureError, forget, recent_erasures
+
+    if request.method == "POST":
+        if not request.form.get("confirm"):
+            flash("Not erased: tick the confirmation first.", "error")
+            return redirect(url_for(".erasure"))
+        try:
+            report = forget(
+                request.form.get("email", ""),
+                surface="admin",
+                requested_by=request.authorization.username if request.authorization else None,
+            )
+        except ErasureError as exc:
+            flash(f"Not erased: {exc}.", "error")
+        else:
+            text = report.summary()
+            flash(f"{text[0].upper()}{text[1:]}. Erase the contact in GoHighLevel too.", "success")
+        return redirect(url_for(".erasure"))
+    return render_template("admin/erasure.html", erasures=recent_erasures())

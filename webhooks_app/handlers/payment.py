@@ -17,6 +17,7 @@ from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Payment, WebhookEvent
+from ..pii import mask_payment
 from ..sql import INSERTS, dialect_name, execute_alone, one_statement_transactions
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
@@ -181,7 +182,7 @@ def _payment_values(data: dict[str, Any]) -> dict[str, Any]:
         "payer_email": (payer.get("email") or None),
         "external_reference": data.get("external_reference"),
         "mp_date_last_updated": parse_iso(data.get("date_last_updated")),
-        "raw": data,
+        "raw": mask_payment(data),  # as is, or masked with PII_MASKING (webhooks_app/pii.py)
         "updated_at": now,
     }
     return {f"new_{name}": value for name, value in values.items()}

@@ -1,0 +1,65 @@
+"""`flask webhooks purge` and `flask webhooks forget`: retention and erasure by hand."""
+
+from __future__ import annotations
+
+import getpass
+
+import click
+
+from .cli import webhooks_cli
+from .erasure import ErasureError, forget
+from .filters import FilterError, parse_time
+from .retention import purge, retention_cutoff
+
+
+@webhooks_cli.command("purge")
+@click.option(
+    "--older-than",
+    help="Finished before: a time ago (90d, 12h) or an ISO date/datetime. Default: RETENTION_DAYS.",
+)
+@click.option("--include-failed", is_flag=True, help="Also purge failed (dead-lettered) events.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), help="Rows per transaction.")
+@click.option(
+    "--pause", type=click.FloatRange(0, 60), help="Seconds between batches (RETENTION_BATCH_PAUSE)."
+)
+@click.option("--dry-run", is_flag=True, help="Only count the events that would be purged.")
+def purge_command(
+    older_than: str | None,
+    include_failed: bool,
+    batch_size: int | None,
+    pause: float | None,
+    dry_run: bool,
+) -> None:
+    """Drop the stored copies (bodies, headers, tracebacks, payer data) of old finished events."""
+    if older_than is None:
+        cutoff = retention_cutoff()
+        if cutoff is None:
+            raise click.UsageError("RETENTION_DAYS is 0 (keep everything): give --older-than")
+    else:
+        try:
+            cutoff = parse_time("--older-than", older_than)
+        except FilterError as exc:
+            raise click.UsageError(str(exc)) from None
+    report = purge(
+        cutoff, batch_size=batch_size, include_failed=include_failed, dry_run=dry_run, pause=pause
+    )
+    click.echo(("dry run: " if dry_run else "") + report.summary())
+
+
+@webhooks_cli.command("forget")
+@click.option("--email", required=True, help="The payer's e-mail address.")
+def forget_command(email: str) -> None:
+    """Erase a payer's personal data from every table (amounts, statuses and ids stay)."""
+    try:
+        report = forget(email, surface="cli", requested_by=_os_user())
+    except ErasureError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(report.summary())
+    click.echo("The GoHighLevel contact is not touched: erase it in GoHighLevel.")
+
+
+def _os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
