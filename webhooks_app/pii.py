@@ -82,7 +82,7 @@ def mask_payment(data: dict[str, Any]) -> dict[str, Any]:
     Masked: every e-mail address (payer.email and any other), the payer's and the
     cardholder's identification number and the payer's phone number (last 2 digits
     kept). Names stay: the GoHighLevel contact is created from them in the same
-    attempt (pipeline.sync_contact reads them from the stored copy). The real e-mail
+    attempt (crm.gohighlevel.sync_contact reads them from the stored copy). The real e-mail
     stays in `payments.payer_email`, the CRM's key (see README, "Retention and erasure").
     """
     if not current_app.config.get("PII_MASKING"):
