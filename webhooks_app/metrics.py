@@ -65,6 +65,12 @@ API_CALLS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, float("inf")),
 )
 
+BREAKER_OPENINGS = Counter(
+    "webhooks_breaker_openings_total",
+    "Times an upstream's circuit breaker opened (breaker.py)",
+    ["upstream"],
+)
+
 
 # Label values must stay few: a type label is one of these, or "other".
 KNOWN_TYPES = frozenset({"payment", "merchant_order", "chargebacks", "subscription_preapproval"})
@@ -76,14 +82,22 @@ def type_label(event_type: str) -> str:
 
 @contextmanager
 def observe_api_call(service: str) -> Iterator[None]:
-    """Time one API call; its status comes from the response or the typed error."""
+    """Time one API call; its status comes from the response or the typed error.
+
+    The outcome also goes to the upstream's circuit breaker (breaker.record_call).
+    """
+    from .breaker import record_call  # the app's modules load after this one
+
     started = time.perf_counter()
     status = "200"
     try:
         yield
     except Exception as exc:
         status = str(getattr(exc, "status_code", None) or 0)
+        record_call(service, exc)
         raise
+    else:
+        record_call(service, None)
     finally:
         API_CALLS.labels(service, status).observe(time.perf_counter() - started)
 
@@ -121,6 +135,9 @@ def render(app) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(BacklogCollector(app))
+    from .breaker import BreakerCollector
+
+    registry.register(BreakerCollector(app))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

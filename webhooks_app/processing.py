@@ -37,6 +37,7 @@ from sqlalchemy import Row, and_, bindparam, insert, literal, or_, select, updat
 
 from . import queueing
 from .extensions import PINNED_CONNECTION, db
+from .holds import processing_gate
 from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, EVENTS_FINISHED, PROCESSING_LATENCY
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
@@ -221,6 +222,9 @@ def run_attempt(event_id: int) -> str:
             return event.status
         time.sleep(early.total_seconds())
 
+    # h6 (pause/breaker): a paused stage or open breaker leaves it pending, unclaimed, uncounted.
+    if (held := processing_gate(event)) is not None:
+        return held
     with payment_lock(event) as lock:
         if lock is None:
             return _postpone(event_id, PAYMENT_BUSY_DELAY)
