@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import openapi_processing
 from .models import EventStatus
 from .pagination import COUNT_CAP
 from .replays import BULK_RETRY_MAX
@@ -268,6 +269,11 @@ STATS = {
                 "received_at": _nullable(DATETIME),
                 "age_seconds": NULLABLE_NUMBER,
             },
+        },
+        "breakers": {
+            "type": "object",
+            "description": "circuit breaker per upstream (see /api/processing)",
+            "additionalProperties": {"$ref": "#/components/schemas/Breaker"},
         },
         "generated_at": DATETIME,
     },
@@ -533,6 +539,8 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                     "responses": _responses(_ok("the numbers", _ref("Stats")), 400),
                 }
             },
+            # h6: pause, resume, breakers
+            **openapi_processing.paths(_responses, _ok),
         },
         "components": {
             "securitySchemes": {
@@ -557,6 +565,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                 "RetryReport": RETRY_REPORT,
                 "Stats": STATS,
                 "Error": ERROR,
+                **openapi_processing.SCHEMAS,
             },
         },
     }

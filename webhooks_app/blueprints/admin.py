@@ -343,3 +343,7 @@ def _flash_report(report: RetryReport) -> None:
     flash(f"{text[0].upper()}{text[1:]}.", category)
     for event_id, reason in list(report.refused.items())[:10]:
         flash(f"Event {event_id} refused: {reason}.", "error")
+
+
+# h6: pause/resume pages and the paused banner live in their own module, on this blueprint.
+from . import admin_processing  # noqa: E402, F401
