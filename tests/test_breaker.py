@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
+from test_alerts import Receiver
 
 from webhooks_app import breaker
 from webhooks_app.extensions import db
@@ -19,7 +20,6 @@ from webhooks_app.services.errors import TransientApiError
 
 from conftest import API_TOKEN, drain, make_app, post_webhook, run_worker
 from processes import free_port
-from test_alerts import Receiver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,9 +82,11 @@ def test_opens_after_failures_in_a_row_and_holds_events_uncounted(small, sandbox
     assert len(receiver.received) == 1 and "GoHighLevel is failing" in receiver.received[0]["text"]
 
     # Metrics: 1 = open, read at scrape time.
-    metrics = small.test_client().get(
-        "/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"}
-    ).get_data(as_text=True)
+    metrics = (
+        small.test_client()
+        .get("/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        .get_data(as_text=True)
+    )
     assert 'webhooks_breaker_state{upstream="gohighlevel"} 1.0' in metrics
     assert 'webhooks_breaker_state{upstream="mercadopago"} 0.0' in metrics
 

@@ -112,7 +112,9 @@ def test_pausing_twice_keeps_the_first_and_the_history_has_both_actions(app):
 def test_api_pause_status_resume(client, sandbox):
     headers = api_headers()
     paused = client.post(
-        "/api/processing/pause", json={"stage": "gohighlevel", "reason": "GHL down"}, headers=headers
+        "/api/processing/pause",
+        json={"stage": "gohighlevel", "reason": "GHL down"},
+        headers=headers,
     )
     assert paused.status_code == 200 and paused.json["changed"] is True
     state = client.get("/api/processing", headers=headers).json
