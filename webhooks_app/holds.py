@@ -15,8 +15,9 @@ the attempt count and the retry budget untouched; the event stays `pending`.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from datetime import timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
@@ -26,7 +27,6 @@ from sqlalchemy import Row, select, update
 from . import breaker, pausing, queueing
 from .extensions import db
 from .models import EventStatus, WebhookEvent
-from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +71,16 @@ def _gate(event: Row[Any]) -> str | None:
         ]
         if open_until:
             stages = ", ".join(name for name, b in breakers.items() if b is not None)
-            return _wait(event, max(open_until) - now, f"breaker open ({stages})")
+            return _wait(event, max(open_until), f"breaker open ({stages})")
         half_open = [name for name, b in breakers.items() if b is not None]
         if not half_open:
             return None
         if not _has_retries_left(event.id):
-            return _wait(event, breaker.PROBE_WAIT, "breaker half-open; not a probe")
+            return _wait(event, _probe_slot(now), "breaker half-open; not a probe")
         for name in half_open:
             if not breaker.take_probe(name, connection):
                 breaker.release_probes(connection)
-                return _wait(event, breaker.PROBE_WAIT, f"breaker half-open ({name}), probing")
+                return _wait(event, _probe_slot(now), f"breaker half-open ({name}), probing")
     except RedisError as exc:  # fail closed: run the attempt as if there were no breakers
         logger.warning("event %s: breaker state unavailable (%s); going on", event.id, exc)
     return None
@@ -96,9 +96,19 @@ def _has_retries_left(event_id: int) -> bool:
     return row.attempts - row.attempts_at_replay < len(current_app.config["RETRY_DELAYS"])
 
 
-def _wait(event: Row[Any], seconds: float, why: str) -> str:
-    """Leave the event pending, due in `seconds`, with a job scheduled for then."""
-    due = utcnow() + timedelta(seconds=max(seconds, 0.0))
+def _probe_slot(now: float) -> float:
+    """When to look again while a probe runs: on a PROBE_WAIT grid, so that every job of
+    one event waiting in the same slot has the same id (see `_wait`)."""
+    return math.ceil((now + breaker.PROBE_WAIT) / breaker.PROBE_WAIT) * breaker.PROBE_WAIT
+
+
+def _wait(event: Row[Any], until: float, why: str) -> str:
+    """Leave the event pending, due at `until` (Unix seconds), with a job scheduled for then.
+
+    The job's id names the due time: two jobs of one event held until the same time (a
+    reconciler's re-enqueue beside the scheduled one) become one job, not two chains.
+    """
+    due = datetime.fromtimestamp(until, UTC).replace(tzinfo=None)
     held = db.session.execute(
         update(_events)
         .where(_events.c.id == event.id, _events.c.status == EventStatus.PENDING)
@@ -108,9 +118,9 @@ def _wait(event: Row[Any], seconds: float, why: str) -> str:
     db.session.commit()
     if held is None:  # taken meanwhile (a replay, another worker): nothing to hold
         return db.session.get(WebhookEvent, event.id, populate_existing=True).status
-    logger.info("event %s waits %.1fs: %s", event.id, seconds, why)
+    logger.info("event %s waits %.1fs: %s", event.id, until - time.time(), why)
     try:
-        queueing.schedule_event(event.id, held.attempts + 1, due, f"-held-{time.time_ns()}")
+        queueing.schedule_event(event.id, held.attempts + 1, due, f"-held-{int(until * 1000)}")
     except RedisError as exc:  # due in the database: the reconciler enqueues it
         logger.warning("event %s: Redis unavailable, wait not scheduled: %s", event.id, exc)
     return EventStatus.PENDING
