@@ -37,7 +37,14 @@ from webhooks_app.signatures import sign
 
 WEBHOOK_SECRET = TestingConfig.MP_WEBHOOK_SECRET
 API_TOKEN = TestingConfig.API_TOKEN
-TABLES = ("webhook_attempts", "webhook_events", "payments", "erasures")
+TABLES = (
+    "webhook_attempts",
+    "webhook_events",
+    "payments",
+    "erasures",
+    "processing_pauses",
+    "processing_pause_log",
+)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from webhooks_app.claims import Claim, claim_event
 from webhooks_app.extensions import db
 from webhooks_app.handlers.payment import upsert_payment
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
+from webhooks_app.pausing import paused_stages
 from webhooks_app.processing import process_event
 from webhooks_app.queueing import enqueue_event, get_queue, get_redis
 from webhooks_app.replays import ReplayRefused, replay_event
@@ -77,6 +78,9 @@ def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
     fields together: three transactions on one pooled connection, given back after the job.
     On PostgreSQL each of them is one statement in autocommit: no BEGIN, no COMMIT sent."""
     payment, event_id = receive(client, sandbox, status="approved")
+    # Workers read the paused stages once per PAUSE_CACHE_SECONDS, not per attempt.
+    app.config["PAUSE_CACHE_SECONDS"] = 60
+    paused_stages()
     db.session.remove()
     checkouts, statements, commits = [], [], []
     postgresql = db.engine.dialect.name == "postgresql"

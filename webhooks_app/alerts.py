@@ -63,6 +63,14 @@ def check_and_alert(now: datetime | None = None) -> AlertReport:
     return report
 
 
+def send_alert(message: str) -> AlertReport:
+    """Send one message now on every configured channel (a breaker opening); never raises."""
+    report = AlertReport(messages=[message])
+    if channels_configured():
+        report.sent = _send_everywhere(message, report.errors)
+    return report
+
+
 def _dead_letter_summary(now: datetime) -> str | None:
     since = _read_time(DEAD_LETTER_CURSOR) or now - timedelta(
         seconds=current_app.config["ALERT_INTERVAL"]

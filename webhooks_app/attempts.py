@@ -32,6 +32,7 @@ from .claims import EARLY_ARRIVAL_GRACE, Claim, claim_event, claim_lost, renew_l
 from .crm import SET_CONTACT
 from .extensions import PINNED_CONNECTION, db
 from .handlers import HandlerContext, HandlerResult, handle_event, lock_key, log_fields
+from .holds import processing_gate
 from .locks import ResourceLock, resource_lock
 from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, count_final
@@ -97,6 +98,9 @@ def run_attempt(event_id: int) -> str:
             return event.status
         time.sleep(early.total_seconds())
 
+    # A paused stage or an open breaker leaves the event pending: unclaimed, uncounted.
+    if (held := processing_gate(event)) is not None:
+        return held
     with resource_lock(event) as lock:
         if lock is None:
             return postpone(event_id, BUSY_DELAY, busy=lock_key(event))

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from . import queueing
 from .clients import mercadopago_client
 from .extensions import db
+from .holds import catch_up_held
 from .ingest import store_event
 from .models import EventStatus, Payment, WebhookEvent
 from .notifications import Notification
@@ -47,6 +48,8 @@ def catch_up(since: datetime | None = None, now: datetime | None = None) -> Catc
     """Create events for payments changed since `since` (default: the last run) that we lack."""
     if not current_app.config.get("MP_ACCESS_TOKEN"):
         return CatchUpReport(skipped_reason="no MP_ACCESS_TOKEN configured")
+    if (held := catch_up_held()) is not None:  # h6: no MercadoPago call while its stage is held
+        return CatchUpReport(skipped_reason=held)
     now = now or utcnow()
     since = since or _cursor() or now - timedelta(seconds=current_app.config["CATCH_UP_LOOKBACK"])
     report = CatchUpReport(since=since)

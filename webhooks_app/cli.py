@@ -459,3 +459,7 @@ def catch_up_command(since: datetime | None) -> None:
         f"scanned {report.scanned} payment(s) since {report.since:%Y-%m-%d %H:%M:%S}, "
         f"created {len(report.created)} event(s)"
     )
+
+
+# h6: pause, resume and status live in their own module, on this group.
+from . import cli_processing  # noqa: E402, F401

@@ -174,6 +174,16 @@ class Config:
     CATCH_UP_INTERVAL = _env_float("CATCH_UP_INTERVAL", 600.0)
     CATCH_UP_LOOKBACK = _env_float("CATCH_UP_LOOKBACK", 6 * 3600.0)
     SQLITE_BUSY_TIMEOUT = _env_float("SQLITE_BUSY_TIMEOUT", 30.0)
+    # Pause/resume (pausing.py): how long a worker trusts its copy of the paused stages.
+    PAUSE_CACHE_SECONDS = _env_float("PAUSE_CACHE_SECONDS", 5.0)
+    # Circuit breakers (breaker.py): this many upstream failures in a row within the
+    # window open the upstream's breaker (0 = breakers off); 401/403s open it after
+    # BREAKER_AUTH_THRESHOLD, until an operator resumes. Cool-downs double up to the cap.
+    BREAKER_THRESHOLD = int(_env_float("BREAKER_THRESHOLD", 10))
+    BREAKER_AUTH_THRESHOLD = int(_env_float("BREAKER_AUTH_THRESHOLD", 3))
+    BREAKER_WINDOW = _env_float("BREAKER_WINDOW", 60.0)
+    BREAKER_COOLDOWN = _env_float("BREAKER_COOLDOWN", 30.0)
+    BREAKER_MAX_COOLDOWN = _env_float("BREAKER_MAX_COOLDOWN", 600.0)
 
     # Retention: finished events older than this lose their stored copies (bodies, headers,
     # tracebacks) and their payments' raw copy its personal data; 0 keeps everything.
@@ -317,6 +327,10 @@ class TestingConfig(Config):
     GHL_RATE_LIMIT = "off"  # the tests that exercise the limiter turn it on
     HTTP_TIMEOUT = _env_float("TEST_HTTP_TIMEOUT", 5.0)
     LOG_FILE = None
+    # Workers see a pause at once; breakers cool down in seconds (processes set their own).
+    PAUSE_CACHE_SECONDS = _env_float("PAUSE_CACHE_SECONDS", 0.0)
+    BREAKER_COOLDOWN = _env_float("BREAKER_COOLDOWN", 1.0)
+    BREAKER_MAX_COOLDOWN = _env_float("BREAKER_MAX_COOLDOWN", 4.0)
 
 
 CONFIGS: dict[str, type[Config]] = {

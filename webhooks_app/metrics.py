@@ -78,6 +78,12 @@ LOGIN_FAILURES = Counter(
     "Refused Basic logins to /admin and /rq, by reason",
     ["reason"],  # invalid (wrong credentials), throttled (too many failures: 429)
 )
+BREAKER_OPENINGS = Counter(
+    "webhooks_breaker_openings_total",
+    "Times an upstream's circuit breaker opened (breaker.py)",
+    ["upstream"],
+)
+
 
 # Label values must stay few: a type label is a topic some handler processes, one of
 # these, or "other".
@@ -106,14 +112,22 @@ def count_final(status: str, received_at: datetime | None, processed_at: datetim
 
 @contextmanager
 def observe_api_call(service: str) -> Iterator[None]:
-    """Time one API call; its status comes from the response or the typed error."""
+    """Time one API call; its status comes from the response or the typed error.
+
+    The outcome also goes to the upstream's circuit breaker (breaker.record_call).
+    """
+    from .breaker import record_call  # the app's modules load after this one
+
     started = time.perf_counter()
     status = "200"
     try:
         yield
     except Exception as exc:
         status = str(getattr(exc, "status_code", None) or 0)
+        record_call(service, exc)
         raise
+    else:
+        record_call(service, None)
     finally:
         API_CALLS.labels(service, status).observe(time.perf_counter() - started)
 
@@ -151,6 +165,9 @@ def render(app) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(BacklogCollector(app))
+    from .breaker import BreakerCollector
+
+    registry.register(BreakerCollector(app))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -241,3 +241,40 @@ class Erasure(db.Model):
             "events": self.events,
             "attempts": self.attempts,
         }
+
+
+class ProcessingPause(db.Model):
+    """A stage (`all`, `mercadopago`, `gohighlevel`) an operator or a breaker paused.
+
+    One row per paused stage: the primary key makes a second pause of the same stage
+    a no-op (the first one's who/when/why stay); resuming deletes the row (see pausing.py).
+    """
+
+    __tablename__ = "processing_pauses"
+
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(500))
+    paused_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProcessingPauseLog(db.Model):
+    """The history of pauses and resumes, newest last."""
+
+    __tablename__ = "processing_pause_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # pause, resume
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "action": self.action,
+            "actor": self.actor,
+            "reason": self.reason,
+            "at": isoformat(self.at),
+        }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import openapi_processing
 from .json_input import MAX_JSON_DEPTH
 from .models import EventStatus
 from .pagination import COUNT_CAP
@@ -272,6 +273,11 @@ STATS = {
                 "received_at": _nullable(DATETIME),
                 "age_seconds": NULLABLE_NUMBER,
             },
+        },
+        "breakers": {
+            "type": "object",
+            "description": "circuit breaker per upstream (see /api/processing)",
+            "additionalProperties": {"$ref": "#/components/schemas/Breaker"},
         },
         "generated_at": DATETIME,
     },
@@ -550,6 +556,8 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                     "responses": _responses(_ok("the numbers", _ref("Stats")), 400),
                 }
             },
+            # h6: pause, resume, breakers
+            **openapi_processing.paths(_responses, _ok),
         },
         "components": {
             "securitySchemes": {
@@ -569,6 +577,7 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                 "RetryReport": RETRY_REPORT,
                 "Stats": STATS,
                 "Error": ERROR,
+                **openapi_processing.SCHEMAS,
             },
         },
     }

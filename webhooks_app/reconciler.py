@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from . import queueing
 from .extensions import db
+from .holds import held_by_pause
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
 from .retries import fail_attempt, schedule_attempt
 from .timeutil import utcnow
@@ -112,6 +113,8 @@ def requeue_missing_jobs(now: datetime, limit: int = 500) -> list[int]:
     lease = timedelta(seconds=current_app.config["LEASE_SECONDS"])
     requeued = []
     for event in overdue:
+        if held_by_pause(event.type):  # h6: paused events wait for the resume, which enqueues
+            continue
         job_id = queueing.job_id(event.id, event.attempts + 1)
         status = _job_status(job_id, connection)
         # A job started long ago on an event still pending: its worker died before the claim.

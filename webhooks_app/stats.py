@@ -16,6 +16,7 @@ from redis import RedisError
 from sqlalchemy import ColumnElement, func, select
 
 from . import queueing
+from .breaker import states_for_display as breaker_states
 from .extensions import db
 from .models import EventStatus, Payment, WebhookEvent
 from .sql import dialect_name
@@ -61,6 +62,7 @@ def dashboard(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
     data["latency"] = latency_percentiles(hours, now)
     data["queue"] = queue_depth()
     data["oldest_pending"] = oldest_pending(now)
+    data["breakers"] = breaker_states()  # h6: circuit breakers per upstream
     data["generated_at"] = isoformat(now)
     return data
 

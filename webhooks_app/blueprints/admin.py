@@ -366,3 +366,7 @@ def erasure() -> ResponseReturnValue:
             flash(f"{text[0].upper()}{text[1:]}. Erase the contact in GoHighLevel too.", "success")
         return redirect(url_for(".erasure"))
     return render_template("admin/erasure.html", erasures=recent_erasures())
+
+
+# h6: pause/resume pages and the paused banner live in their own module, on this blueprint.
+from . import admin_processing  # noqa: E402, F401

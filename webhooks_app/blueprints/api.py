@@ -242,3 +242,7 @@ def _json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
+
+
+# h6: /api/processing (pause, resume, breakers) lives in its own module, on this blueprint.
+from . import api_processing  # noqa: E402, F401

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import control, gohighlevel, mercadopago
+from . import control, gohighlevel, mercadopago, outage
 from .gate import install, json_response
 from .state import SandboxState
 
@@ -22,6 +22,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> Flask:
     app.register_blueprint(mercadopago.bp)
     app.register_blueprint(gohighlevel.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(outage.bp)  # h6
     app.register_error_handler(HTTPException, _http_error)
     return app
 

@@ -50,6 +50,12 @@ def admit(
     bucket: str | None = None,
 ) -> Response | None:
     """Apply latency and faults; return the error response to send, or None to go on."""
+    from .outage import outages  # h6: a whole API down for a time window
+
+    down = outages(get_state()).status(api)
+    if down is not None:
+        g.sandbox_outcome = "outage"
+        return json_response(error_body(down), down)
     admission = get_state().admit(api, key, bucket)
     g.sandbox_outcome = admission.outcome
     g.sandbox_headers = admission.headers
