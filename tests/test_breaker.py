@@ -169,10 +169,12 @@ def test_a_401_opens_it_until_an_operator_resumes(small, sandbox, receiver):
 
 
 def test_the_state_is_shared_by_two_app_instances_through_redis(small, sandbox):
+    # A cool-down far longer than the test: building the second app must not outlast it.
+    small.config["BREAKER_COOLDOWN"] = 60.0
     outages(sandbox.state).start(GHL, 60, 503)
     receive(small.test_client(), sandbox, 3)
     run_worker(small)  # opened by this "worker"
-    other = make_app(sandbox, BREAKER_THRESHOLD=3)
+    other = make_app(sandbox, BREAKER_THRESHOLD=3, BREAKER_COOLDOWN=60.0)
     with other.app_context():
         assert breaker.states_for_display()[GHL]["state"] == "open"
         (event_id,) = receive(other.test_client(), sandbox, 1)
