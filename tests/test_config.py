@@ -9,9 +9,11 @@ from webhooks_app.config import (
     ProductionConfig,
     config_class,
     normalise_database_url,
+    parse_custom_fields,
     parse_rate_limit,
     parse_retry_delays,
     parse_status_tags,
+    parse_tag_mode,
 )
 
 
@@ -104,3 +106,18 @@ def test_default_recovery_of_a_killed_worker_is_within_a_minute():
     reconciler's next pass sees it: by default well within 60 s (RQ alone: ~13 min)."""
     assert ProductionConfig.LEASE_SECONDS + ProductionConfig.RECONCILE_INTERVAL < 60
     assert ProductionConfig.HTTP_TIMEOUT < ProductionConfig.LEASE_SECONDS
+
+
+def test_tag_mode_and_custom_fields():
+    assert parse_tag_mode(None) == "replace" and parse_tag_mode(" Accumulate ") == "accumulate"
+    with pytest.raises(ConfigError, match="GHL_TAG_MODE"):
+        parse_tag_mode("sometimes")
+    assert parse_custom_fields("") == {}
+    assert parse_custom_fields("payment_id=contact.mp_last, status = abc123") == {
+        "payment_id": "contact.mp_last",
+        "status": "abc123",
+    }
+    with pytest.raises(ConfigError, match="GHL_CUSTOM_FIELDS"):
+        parse_custom_fields("colour=contact.x")
+    with pytest.raises(ConfigError, match="GHL_CUSTOM_FIELDS"):
+        parse_custom_fields("status")

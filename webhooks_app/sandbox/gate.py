@@ -48,9 +48,10 @@ def admit(
     key: str | None,
     error_body: Callable[[int], dict],
     bucket: str | None = None,
+    action: str | None = None,
 ) -> Response | None:
     """Apply latency and faults; return the error response to send, or None to go on."""
-    admission = get_state().admit(api, key, bucket)
+    admission = get_state().admit(api, key, bucket, action)
     g.sandbox_outcome = admission.outcome
     g.sandbox_headers = admission.headers
     if admission.sleep > 0:
