@@ -8,6 +8,7 @@ import base64
 import signal
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from webhooks_app.crm import SET_CONTACT, ContactChange
 from webhooks_app.extensions import db
 from webhooks_app.handlers.payment import TEST_NOTIFICATION
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
+from webhooks_app.processing import process_event
 from webhooks_app.sandbox.payments import parse_mp_time
 
 from conftest import api_headers, make_app, post_webhook, run_worker
@@ -117,6 +119,43 @@ def test_a_tag_another_payment_of_the_contact_needs_stays(app, client, sandbox):
     sandbox.state.add_payment(id=second["id"], status="refunded")
     notify(app, client, second["id"])
     assert contact_tags(sandbox, email) == [REFUNDED]
+
+
+def test_two_workers_syncing_one_contact_take_turns(app, client, sandbox):
+    """P1 approved → refunded while P2 pending → approved, by two workers at once. P1's
+    worker read P2 as pending, so it removes approved; were P2's add of approved to land
+    before that removal (no per-contact lock), the contact would lose a tag P2 needs."""
+    first = new_payment(sandbox)
+    email = first["payer"]["email"]
+    second = new_payment(sandbox, email, status="pending")
+    notify(app, client, first["id"])
+    notify(app, client, second["id"])
+    assert sorted(contact_tags(sandbox, email)) == [APPROVED, PENDING]
+    sandbox.state.add_payment(id=first["id"], status="refunded")
+    first_event = post_webhook(client, first["id"]).json["event_id"]
+    # P1's removal of approved hangs a while: P2's sync runs meanwhile.
+    sandbox.state.set_fault("gohighlevel", f"{email}#remove_tags", status=0, delay=1.5)
+    sandbox.state.clear_calls()
+    db.session.remove()
+
+    def process(event_id: int) -> str:
+        with app.app_context():
+            return process_event(event_id)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refunding = pool.submit(process, first_event)
+
+        def removing() -> bool:
+            return bool(
+                sandbox.state.calls(api="gohighlevel", method="POST", path_contains="/tags")
+            )
+
+        wait_until(removing, 10)  # P1 added refunded and is in its (slow) removal
+        sandbox.state.add_payment(id=second["id"], status="approved")
+        second_event = post_webhook(client, second["id"]).json["event_id"]
+        assert process(second_event) == EventStatus.SUCCESS
+        assert refunding.result(timeout=20) == EventStatus.SUCCESS
+    assert sorted(contact_tags(sandbox, email)) == [APPROVED, REFUNDED]
 
 
 def test_pending_then_approved(app, client, sandbox):

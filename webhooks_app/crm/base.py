@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import DateTime, Row, bindparam, or_, update
+from sqlalchemy import DateTime, Row, bindparam, func, or_, update
 
 from ..models import Payment
 
@@ -55,7 +55,8 @@ SET_CONTACT = (
     .values(
         ghl_contact_id=bindparam("new_contact_id"),
         tags_applied=bindparam("new_tags"),
-        crm_synced_at=_synced_at,
+        # No date known: the one recorded stays.
+        crm_synced_at=func.coalesce(_synced_at, _payments.c.crm_synced_at),
     )
 )
 
