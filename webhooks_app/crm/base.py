@@ -74,9 +74,10 @@ class CRM(Protocol):
         CRM fields (None if unchanged) without writing them. Raises on failure.
 
         `payment` is the payment's row as stored (`handlers.payment.PAYMENT_STATE`; only
-        its `id` and `payer_email` are relied on: the sync reads the payment's current
-        state again under the contact's lock); `renew_lease` is called between calls and
-        while waiting for a rate-limit slot. Safe to run again after a partial success:
-        what to remove and add is derived from the database, not from memory.
+        its `id`, `mp_payment_id` and `payer_email` are relied on: the sync reads the
+        payment's current state again under the contact's lock); `renew_lease` is
+        called between calls and while waiting for a rate-limit slot. Safe to run
+        again after a partial success: what to remove and add is derived from the
+        database, not from memory.
         """
         ...

@@ -104,6 +104,11 @@ _CONTACT_PAYMENTS = select(
     _payments.c.tags_applied,
     _payments.c.mp_date_last_updated,
     _payments.c.crm_synced_at,
+    _payments.c.mp_payment_id,
+    _payments.c.amount,
+    _payments.c.currency,
+    _payments.c.external_reference,
+    _payments.c.ghl_contact_id,
 ).where(_payments.c.payer_email == bindparam("email"))
 
 
@@ -148,7 +153,7 @@ def _sync_locked(payment: Row[Any], renew_lease: Callable[[], None]) -> ContactC
     } - {None}
     plan = plan_tags(status_tag(status), current.tags_applied, needed, config["GHL_TAG_MODE"])
     payer = (current.raw or {}).get("payer") or {}
-    custom_fields = _custom_fields(payment, current, status, config["GHL_CUSTOM_FIELDS"])
+    custom_fields = _custom_fields(current, status, config["GHL_CUSTOM_FIELDS"])
     contact = call_gohighlevel(
         lambda client: client.upsert_contact(
             email=payment.payer_email,
@@ -167,26 +172,24 @@ def _sync_locked(payment: Row[Any], renew_lease: Callable[[], None]) -> ContactC
     if plan.remove:
         renew_lease()
         call_gohighlevel(lambda client: client.remove_tags(contact_id, plan.remove), renew_lease)
-    stored = (payment.ghl_contact_id, current.tags_applied or [], synced_at)
+    stored = (current.ghl_contact_id, current.tags_applied or [], synced_at)
     if (contact_id, plan.applied, updated_at) == stored:
         return None
     return ContactChange(payment.id, contact_id, plan.applied, updated_at)
 
 
-def _custom_fields(
-    payment: Row[Any], current: Row[Any], status: str | None, keys: dict[str, str]
-) -> list[dict]:
+def _custom_fields(payment: Row[Any], status: str | None, keys: dict[str, str]) -> list[dict]:
     """GHL_CUSTOM_FIELDS' values for the upsert body (UpsertContactDto.customFields:
     `{"id" | "key", "field_value"}`, GoHighLevel/highlevel-api-docs apps/contacts.json).
 
     A configured `contact.<name>` is a field key; anything else a field id."""
-    raw = current.raw or {}
+    raw = payment.raw or {}
     values = {
         "payment_id": payment.mp_payment_id,
         "status": status,
         "amount": None if payment.amount is None else str(payment.amount),
         "currency": payment.currency,
-        "date": raw.get("date_last_updated") or isoformat(current.mp_date_last_updated),
+        "date": raw.get("date_last_updated") or isoformat(payment.mp_date_last_updated),
         "external_reference": payment.external_reference,
     }
     fields = []
