@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,8 @@ webhooks_cli = AppGroup("webhooks", help="Process, replay, inspect and simulate 
 
 PAYMENT_STATUSES = ("approved", "pending", "in_process", "rejected", "cancelled", "refunded")
 LIST_MAX = 500
+# `simulate --test`'s payment ids: far above any the sandbox hands out.
+TEST_PAYMENT_ID_BASE = 990_000_000_000
 
 
 def init_app(app: Flask) -> None:
@@ -369,15 +372,35 @@ def _payment_line(event: WebhookEvent) -> str:
     help="Notify about this existing payment instead of creating sandbox payments.",
 )
 @click.option("--ipn", is_flag=True, help="Send the legacy IPN form instead of a signed Webhook.")
+@click.option(
+    "--test",
+    "test_notification",
+    is_flag=True,
+    help='Send one test notification as the panel\'s "Simular" does: live_mode false, about '
+    "a payment nobody can read (the service ignores it).",
+)
 def simulate_command(
-    url: str, count: int, payment_status: str, payment_ids: tuple[str, ...], ipn: bool
+    url: str,
+    count: int,
+    payment_status: str,
+    payment_ids: tuple[str, ...],
+    ipn: bool,
+    test_notification: bool,
 ) -> None:
     """Send signed sample notifications to a running instance, as MercadoPago would."""
     config = current_app.config
-    ids = list(payment_ids) or [_create_sandbox_payment(payment_status) for _ in range(count)]
+    if test_notification:
+        if ipn or payment_ids:
+            raise click.UsageError("--test sends one Webhooks-form notification of its own")
+        # MercadoPago's simulated notifications name an id its API answers 404 for.
+        ids = [str(TEST_PAYMENT_ID_BASE + secrets.randbelow(10**9))]
+    else:
+        ids = list(payment_ids) or [_create_sandbox_payment(payment_status) for _ in range(count)]
     failures = 0
     for payment_id in ids:
-        response = _send_notification(url, payment_id, config.get("MP_WEBHOOK_SECRET"), ipn)
+        response = _send_notification(
+            url, payment_id, config.get("MP_WEBHOOK_SECRET"), ipn, live_mode=not test_notification
+        )
         click.echo(f"payment {payment_id}: HTTP {response.status_code} {response.text.strip()}")
         failures += response.status_code != 200
     if failures:
@@ -403,7 +426,7 @@ def _create_sandbox_payment(status: str) -> str:
 
 
 def _send_notification(
-    url: str, payment_id: str, secret: str | None, ipn: bool
+    url: str, payment_id: str, secret: str | None, ipn: bool, *, live_mode: bool = True
 ) -> requests.Response:
     request_id = str(uuid.uuid4())
     headers = {"x-request-id": request_id}
@@ -414,7 +437,7 @@ def _send_notification(
             )
         body = {
             "id": uuid.uuid4().int % 10**12,
-            "live_mode": False,
+            "live_mode": live_mode,
             "type": "payment",
             "date_created": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "api_version": "v1",

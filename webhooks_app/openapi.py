@@ -135,6 +135,9 @@ PAYMENT = {
         "mp_date_last_updated": _nullable(DATETIME),
         "ghl_contact_id": _nullable(STRING),
         "tags_applied": {"type": "array", "items": STRING},
+        "crm_synced_at": _nullable(
+            {**DATETIME, "description": "MercadoPago's date_last_updated of the data in the CRM"}
+        ),
         "created_at": DATETIME,
         "updated_at": DATETIME,
     },

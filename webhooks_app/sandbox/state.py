@@ -315,11 +315,14 @@ class SandboxState:
                 "latency": {api: lat.to_dict() for api, lat in self._latency.items()},
             }
 
-    def admit(self, api: str, key: str | None, bucket: str | None = None) -> Admission:
+    def admit(
+        self, api: str, key: str | None, bucket: str | None = None, action: str | None = None
+    ) -> Admission:
         """Decide how to treat one API call: latency, rate limit, scripted or random fault.
 
         `key` is the payment id or contact e-mail (None if unknown); `bucket` is the
-        GoHighLevel location the rate limit counts against.
+        GoHighLevel location the rate limit counts against; `action` names the call
+        (`add_tags`, `remove_tags`): a fault set for `<key>#<action>` hits only that call.
         """
         with self._lock:
             latency = self._latency.get(api)
@@ -334,7 +337,7 @@ class SandboxState:
                 headers = limiter.headers(remaining, daily)
                 if not allowed:
                     return rate_limited(sleep, headers)
-            fault = self._take_fault(api, key)
+            fault = self._take_fault(api, key, action)
             outcome = "ok"
             if fault is not None:
                 sleep += fault.delay
@@ -350,9 +353,12 @@ class SandboxState:
                 return Admission(sleep, failures.status, retry_after, "random_failure", headers)
             return Admission(sleep, None, None, outcome, headers)
 
-    def _take_fault(self, api: str, key: str | None) -> Fault | None:
-        """The fault for this key (else the wildcard one), counted as used once."""
+    def _take_fault(self, api: str, key: str | None, action: str | None = None) -> Fault | None:
+        """The fault for this key and action, else this key, else the wildcard one,
+        counted as used once."""
         candidates = [WILDCARD] if key is None else [self._fault_key(api, key), WILDCARD]
+        if key is not None and action:
+            candidates.insert(0, self._fault_key(api, f"{key}#{action}"))
         for candidate in candidates:
             fault = self._faults.get((api, candidate))
             if fault is not None:
