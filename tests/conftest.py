@@ -37,7 +37,14 @@ from webhooks_app.signatures import sign
 
 WEBHOOK_SECRET = TestingConfig.MP_WEBHOOK_SECRET
 API_TOKEN = TestingConfig.API_TOKEN
-TABLES = ("webhook_attempts", "webhook_events", "payments")
+TABLES = (
+    "webhook_attempts",
+    "webhook_events",
+    "merchant_order_payments",
+    "merchant_orders",
+    "chargebacks",
+    "payments",
+)
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def check_and_alert(now: datetime | None = None) -> AlertReport:
     for message in (_dead_letter_summary(now), _backlog_warning(now)):
         if message:
             report.messages.append(message)
-            report.sent += _send_everywhere(message, report.errors)
+            report.sent += send_everywhere(message, report.errors)
     return report
 
 
@@ -107,7 +107,8 @@ def _backlog_warning(now: datetime) -> str | None:
     )
 
 
-def _send_everywhere(message: str, errors: list[str]) -> int:
+def send_everywhere(message: str, errors: list[str]) -> int:
+    """Send to every configured channel; a failure is logged and listed, never raised."""
     config = current_app.config
     sent = 0
     senders = []

@@ -147,6 +147,8 @@ class Config:
     GHL_LOCATION_ID = _env("GHL_LOCATION_ID")
     GHL_API_BASE_URL = _env("GHL_API_BASE_URL", "https://services.leadconnectorhq.com")
     GHL_STATUS_TAGS = parse_status_tags(_env("GHL_STATUS_TAGS"))
+    # The tag a chargeback's payer gets in GoHighLevel; empty: no tag.
+    CHARGEBACK_TAG = _env("CHARGEBACK_TAG", "mp-chargeback")
 
     HTTP_TIMEOUT = _env_float("HTTP_TIMEOUT", 10.0)
     # GoHighLevel allows 100 requests per 10 s per location. Shared by every worker,

@@ -184,3 +184,7 @@ class WebhookAttempt(db.Model):
             "retryable": self.retryable,
             "worker": self.worker,
         }
+
+
+# The other resources' models, registered with the same metadata (drop_all, the admin).
+from . import resources  # noqa: E402,F401

@@ -57,3 +57,10 @@ class CRM(Protocol):
         `renew_lease` is called between calls and while waiting for a rate-limit slot.
         """
         ...
+
+    def tag_contact(
+        self, email: str, tags: list[str], renew_lease: Callable[[], None] = no_op
+    ) -> str:
+        """Upsert the contact with this e-mail and add `tags`; return the contact's id.
+        Idempotent; raises on failure. (For resources other than payments: chargebacks.)"""
+        ...
