@@ -182,3 +182,60 @@ def test_the_sandbox_answers_mercadopago_errors_for_unknown_orders_and_chargebac
         assert response.status_code == 404
         assert set(response.json()) == {"message", "error", "status", "cause"}
         assert response.json()["status"] == 404
+
+
+def test_api_and_cli_show_orders_and_chargebacks(app, client, sandbox, runner):
+    from conftest import api_headers
+
+    payment = sandbox.state.add_payment(status="approved")
+    order = sandbox.state.add_merchant_order(payment_ids=[payment["id"]])
+    chargeback = sandbox.state.add_chargeback(payment_id=payment["id"])
+    post_topic(client, "merchant_order", order["id"])
+    post_topic(client, "chargebacks", chargeback["id"])
+    drain(app)
+
+    shown = client.get(f"/api/merchant-orders/{order['id']}", headers=api_headers())
+    assert shown.status_code == 200
+    assert shown.json["payment_ids"] == [str(payment["id"])]
+    assert [p["mp_payment_id"] for p in shown.json["payments"]] == [str(payment["id"])]
+    missing = client.get("/api/merchant-orders/1", headers=api_headers())
+    assert missing.status_code == 404
+    listed = client.get(f"/api/chargebacks?payment_id={payment['id']}", headers=api_headers())
+    assert [c["mp_chargeback_id"] for c in listed.json["chargebacks"]] == [chargeback["id"]]
+    assert client.get("/api/chargebacks?payment_id=1", headers=api_headers()).json == {
+        "chargebacks": []
+    }
+
+    text = runner.invoke(args=["webhooks", "order", str(order["id"])]).output
+    assert "closed / paid" in text and f"payment {payment['id']}: approved" in text
+    text = runner.invoke(args=["webhooks", "chargebacks"]).output
+    assert chargeback["id"] in text and "1 chargeback(s)" in text
+
+
+@pytest.mark.parametrize("topic", ["merchant_order", "chargebacks"])
+@pytest.mark.parametrize("ipn", [False, True])
+def test_simulate_creates_the_resource_and_notifies(app, sandbox, runner, topic, ipn):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/mp"
+        args = ["webhooks", "simulate", "--url", url, "--count", "1", "--type", topic]
+        result = runner.invoke(args=args + (["--ipn"] if ipn else []))
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    drain(app)
+    expected = (
+        topic
+        if ipn
+        else {"merchant_order": "topic_merchant_order_wh"}.get(topic, "topic_chargebacks_wh")
+    )
+    assert [e.type for e in events(expected)] and all(
+        e.status == EventStatus.SUCCESS for e in events()
+    )
+    table = MerchantOrder if topic == "merchant_order" else Chargeback
+    assert len(db.session.scalars(select(table)).all()) == 1

@@ -216,3 +216,7 @@ def _json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
+
+
+# Routes of the other resources, on this blueprint (kept in their own module).
+from . import api_resources  # noqa: E402,F401
