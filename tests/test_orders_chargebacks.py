@@ -239,3 +239,27 @@ def test_simulate_creates_the_resource_and_notifies(app, sandbox, runner, topic,
     )
     table = MerchantOrder if topic == "merchant_order" else Chargeback
     assert len(db.session.scalars(select(table)).all()) == 1
+
+
+def test_admin_shows_orders_and_chargebacks_and_them_on_the_payment_page(app, sandbox):
+    from test_admin import AUTH, PASSWORD, USERNAME
+
+    admin = make_app(sandbox, ADMIN_USERNAME=USERNAME, ADMIN_PASSWORD=PASSWORD)
+    with admin.app_context():
+        web = admin.test_client()
+        payment = sandbox.state.add_payment(status="approved")
+        order = sandbox.state.add_merchant_order(payment_ids=[payment["id"]])
+        chargeback = sandbox.state.add_chargeback(payment_id=payment["id"])
+        post_topic(web, "merchant_order", order["id"])
+        post_topic(web, "chargebacks", chargeback["id"])
+        drain(admin)
+
+        page = web.get(f"/admin/merchant-orders/{order['id']}", headers=AUTH)
+        assert page.status_code == 200
+        assert f'href="/admin/payments/{payment["id"]}"' in page.text and "paid" in page.text
+        assert web.get("/admin/merchant-orders/1", headers=AUTH).status_code == 404
+        page = web.get("/admin/chargebacks", headers=AUTH)
+        assert page.status_code == 200 and chargeback["id"] in page.text
+        page = web.get(f"/admin/payments/{payment['id']}", headers=AUTH)
+        assert f'href="/admin/merchant-orders/{order["id"]}"' in page.text
+        assert chargeback["id"] in page.text

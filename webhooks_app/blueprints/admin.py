@@ -342,3 +342,7 @@ def _flash_report(report: RetryReport) -> None:
     flash(f"{text[0].upper()}{text[1:]}.", category)
     for event_id, reason in list(report.refused.items())[:10]:
         flash(f"Event {event_id} refused: {reason}.", "error")
+
+
+# Pages of the other resources, on this blueprint (kept in their own module).
+from . import admin_resources  # noqa: E402,F401
