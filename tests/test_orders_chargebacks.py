@@ -263,3 +263,14 @@ def test_admin_shows_orders_and_chargebacks_and_them_on_the_payment_page(app, sa
         page = web.get(f"/admin/payments/{payment['id']}", headers=AUTH)
         assert f'href="/admin/merchant-orders/{order["id"]}"' in page.text
         assert chargeback["id"] in page.text
+
+
+def test_a_chargeback_fault_and_delay_are_retried_like_a_payment(app, client, sandbox):
+    chargeback = sandbox.state.add_chargeback()
+    sandbox.state.set_fault("mercadopago", chargeback["id"], status=502, times=1, delay=0.2)
+    post_topic(client, "topic_chargebacks_wh", chargeback["id"])
+    drain(app)
+    (event,) = events()
+    assert event.status == EventStatus.SUCCESS and event.attempts == 2
+    calls = sandbox.state.calls(api="mercadopago", path_contains="/v1/chargebacks/")
+    assert [call["status"] for call in calls] == [502, 200]
