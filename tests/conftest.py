@@ -40,6 +40,9 @@ API_TOKEN = TestingConfig.API_TOKEN
 TABLES = (
     "webhook_attempts",
     "webhook_events",
+    "merchant_order_payments",
+    "merchant_orders",
+    "chargebacks",
     "payments",
     "erasures",
     "processing_pauses",

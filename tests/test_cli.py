@@ -61,7 +61,7 @@ def test_replay_needs_ids_or_status(runner):
 
 def test_stats(app, client, sandbox, runner):
     post_webhook(client, sandbox.state.add_payment()["id"])
-    client.post("/webhooks/mp?topic=merchant_order&id=5")
+    client.post("/webhooks/mp?topic=point_integration_wh&id=5")
     post_webhook(client, 404404)
     drain(app, until=lambda: True)
     result = runner.invoke(args=["webhooks", "stats", "--json"])

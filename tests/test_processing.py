@@ -253,7 +253,7 @@ def test_long_429_retries_later_honouring_retry_after(sandbox, client, app):
 
 
 def test_other_types_are_stored_and_ignored(app, client, sandbox):
-    response = client.post("/webhooks/mp?topic=merchant_order&id=31")
+    response = client.post("/webhooks/mp?topic=point_integration_wh&id=31")
     run_worker(app)
     stored = event(response.json["event_id"])
     assert stored.status == EventStatus.IGNORED and stored.attempts == 1

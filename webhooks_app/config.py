@@ -197,6 +197,8 @@ class Config:
     GHL_STATUS_TAGS = parse_status_tags(_env("GHL_STATUS_TAGS"))
     GHL_TAG_MODE = parse_tag_mode(_env("GHL_TAG_MODE"))
     GHL_CUSTOM_FIELDS = parse_custom_fields(_env("GHL_CUSTOM_FIELDS"))
+    # The tag a chargeback's payer gets in GoHighLevel; empty: no tag.
+    CHARGEBACK_TAG = _env("CHARGEBACK_TAG", "mp-chargeback")
 
     HTTP_TIMEOUT = _env_float("HTTP_TIMEOUT", 10.0)
     # GoHighLevel allows 100 requests per 10 s per location. Shared by every worker,

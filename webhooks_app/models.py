@@ -283,3 +283,7 @@ class ProcessingPauseLog(db.Model):
             "reason": self.reason,
             "at": isoformat(self.at),
         }
+
+
+# The other resources' models, registered with the same metadata (drop_all, the admin).
+from . import resources  # noqa: E402,F401

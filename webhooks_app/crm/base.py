@@ -81,3 +81,10 @@ class CRM(Protocol):
         database, not from memory.
         """
         ...
+
+    def tag_contact(
+        self, email: str, tags: list[str], renew_lease: Callable[[], None] = no_op
+    ) -> str:
+        """Upsert the contact with this e-mail and add `tags`; return the contact's id.
+        Idempotent; raises on failure. (For resources other than payments: chargebacks.)"""
+        ...

@@ -50,6 +50,11 @@ class GoHighLevelCRM:
     ) -> ContactChange | None:
         return sync_contact(payment, renew_lease)
 
+    def tag_contact(
+        self, email: str, tags: list[str], renew_lease: Callable[[], None] = no_op
+    ) -> str:
+        return tag_contact(email, tags, renew_lease)
+
 
 GOHIGHLEVEL = GoHighLevelCRM()
 
@@ -243,3 +248,14 @@ class ContactBusy(Exception):
 
     retryable = True
     retry_after = 2.0
+
+
+
+def tag_contact(email: str, tags: list[str], renew_lease: Callable[[], None] = no_op) -> str:
+    """Upsert the contact by e-mail and add `tags` (both idempotent); return its id."""
+    contact = call_gohighlevel(lambda client: client.upsert_contact(email=email), renew_lease)
+    contact_id = str(contact["id"])
+    renew_lease()
+    if tags:
+        call_gohighlevel(lambda client: client.add_tags(contact_id, list(tags)), renew_lease)
+    return contact_id
