@@ -40,6 +40,9 @@ API_TOKEN = TestingConfig.API_TOKEN
 TABLES = (
     "webhook_attempts",
     "webhook_events",
+    "merchant_order_payments",
+    "merchant_orders",
+    "chargebacks",
     "payments",
     "erasures",
     "processing_pauses",
@@ -106,12 +109,16 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 
 def notification(
-    payment_id: str | int, *, notification_id: int | None = None, action: str = "payment.updated"
+    payment_id: str | int,
+    *,
+    notification_id: int | None = None,
+    action: str = "payment.updated",
+    live_mode: bool = True,
 ) -> dict[str, Any]:
-    """A MercadoPago Webhooks-form body."""
+    """A MercadoPago Webhooks-form body (`live_mode: false` is the panel's "Simular")."""
     return {
         "id": notification_id if notification_id is not None else uuid.uuid4().int % 10**12,
-        "live_mode": False,
+        "live_mode": live_mode,
         "type": "payment",
         "date_created": "2026-11-29T10:00:00.000-04:00",
         "api_version": "v1",

@@ -112,7 +112,7 @@ def test_pages_never_show_configured_secrets(app, client, sandbox):
 def test_events_list_shows_events_with_status_badges(app, client, sandbox):
     ok = succeed(app, client, sandbox, payer={"email": "maria@shop.test"})
     failed = dead_letter(app, client, sandbox, 1)[0]
-    ignored = client.post("/webhooks/mp?topic=merchant_order&id=5").json["event_id"]
+    ignored = client.post("/webhooks/mp?topic=point_integration_wh&id=5").json["event_id"]
     run_worker(app)
 
     page = client.get("/admin/events", headers=AUTH)
@@ -131,7 +131,7 @@ def test_events_list_shows_events_with_status_badges(app, client, sandbox):
 def test_events_list_filters(app, client, sandbox):
     ok = succeed(app, client, sandbox, payer={"email": "maria@shop.test"})
     failed = dead_letter(app, client, sandbox, 1)[0]
-    ignored = client.post("/webhooks/mp?topic=merchant_order&id=5").json["event_id"]
+    ignored = client.post("/webhooks/mp?topic=point_integration_wh&id=5").json["event_id"]
     run_worker(app)
 
     def listed(query: str) -> set[int]:
@@ -141,7 +141,7 @@ def test_events_list_filters(app, client, sandbox):
 
     assert listed("") == {ok, failed, ignored}
     assert listed("status=failed") == {failed}
-    assert listed("type=merchant_order") == {ignored}
+    assert listed("type=point_integration_wh") == {ignored}
     assert listed("q=maria%40shop") == {ok}
     assert listed(f"q={db.session.get(WebhookEvent, failed).resource_id}") == {failed}
     assert listed("since=1h") == {ok, failed, ignored}

@@ -35,7 +35,7 @@ def test_list_events_with_filters(app, client, sandbox):
     payment = sandbox.state.add_payment()
     post_webhook(client, payment["id"])
     post_webhook(client, 404404)  # will keep failing: stays pending after one attempt
-    client.post("/webhooks/mp?topic=merchant_order&id=5")
+    client.post("/webhooks/mp?topic=point_integration_wh&id=5")
     run_worker(app)
 
     everything = client.get("/api/webhook-events", headers=api_headers()).json
@@ -61,7 +61,7 @@ def test_list_events_with_filters(app, client, sandbox):
     assert success["events"][0]["payment_id"] == str(payment["id"])
     pending = client.get("/api/webhook-events?status=pending", headers=api_headers()).json
     assert pending["total"] == 1 and "404" in pending["events"][0]["last_error"]
-    orders = client.get("/api/webhook-events?type=merchant_order", headers=api_headers()).json
+    orders = client.get("/api/webhook-events?type=point_integration_wh", headers=api_headers()).json
     assert [e["status"] for e in orders["events"]] == ["ignored"]
     limited = client.get("/api/webhook-events?limit=1", headers=api_headers()).json
     assert limited["total"] == 3 and len(limited["events"]) == 1

@@ -10,7 +10,9 @@ import pytest
 from factories import add_event
 from werkzeug.serving import make_server
 
-from webhooks_app.models import EventStatus
+from webhooks_app.extensions import db
+from webhooks_app.handlers.payment import TEST_NOTIFICATION
+from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.queueing import get_queue, job_id
 from webhooks_app.timeutil import utcnow
 
@@ -59,7 +61,7 @@ def test_replay_needs_ids_or_status(runner):
 
 def test_stats(app, client, sandbox, runner):
     post_webhook(client, sandbox.state.add_payment()["id"])
-    client.post("/webhooks/mp?topic=merchant_order&id=5")
+    client.post("/webhooks/mp?topic=point_integration_wh&id=5")
     post_webhook(client, 404404)
     drain(app, until=lambda: True)
     result = runner.invoke(args=["webhooks", "stats", "--json"])
@@ -85,6 +87,23 @@ def test_simulate_sends_signed_notifications_to_a_running_instance(app, sandbox,
     drain(app)
     assert list(statuses().values()) == [EventStatus.SUCCESS] * 3
     assert len(sandbox.state.contacts()) == 3
+
+
+def test_simulate_test_sends_a_test_notification_that_is_ignored(app, sandbox, runner):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/mp"
+        result = runner.invoke(args=["webhooks", "simulate", "--url", url, "--test"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert result.output.count("HTTP 200") == 1
+    drain(app)
+    (stored,) = db.session.query(WebhookEvent).all()
+    assert stored.payload["live_mode"] is False and not sandbox.state.payments()
+    assert (stored.status, stored.last_error) == (EventStatus.IGNORED, TEST_NOTIFICATION)
 
 
 def test_list_filters_and_pages(app, runner):

@@ -9,9 +9,11 @@ from webhooks_app.config import (
     ProductionConfig,
     config_class,
     normalise_database_url,
+    parse_custom_fields,
     parse_rate_limit,
     parse_retry_delays,
     parse_status_tags,
+    parse_tag_mode,
 )
 
 
@@ -116,3 +118,18 @@ def test_production_defaults_refuse_ipn_and_check_the_signature_time():
     app = create_app(ProductionConfig, PRODUCTION)
     assert app.config["MP_ACCEPT_IPN"] is False
     assert app.config["MP_SIGNATURE_TOLERANCE"] == 300
+
+
+def test_tag_mode_and_custom_fields():
+    assert parse_tag_mode(None) == "replace" and parse_tag_mode(" Accumulate ") == "accumulate"
+    with pytest.raises(ConfigError, match="GHL_TAG_MODE"):
+        parse_tag_mode("sometimes")
+    assert parse_custom_fields("") == {}
+    assert parse_custom_fields("payment_id=contact.mp_last, status = abc123") == {
+        "payment_id": "contact.mp_last",
+        "status": "abc123",
+    }
+    with pytest.raises(ConfigError, match="GHL_CUSTOM_FIELDS"):
+        parse_custom_fields("colour=contact.x")
+    with pytest.raises(ConfigError, match="GHL_CUSTOM_FIELDS"):
+        parse_custom_fields("status")

@@ -92,7 +92,12 @@ def test_every_exchange_matches_the_openapi_document(
     ghl = client_for(sandbox, exchanges)
 
     contact = ghl.upsert_contact(email="buyer@example.com", first_name="Ada", phone="+5511999")
-    again = ghl.upsert_contact(email="buyer@example.com", last_name="Lovelace")
+    again = ghl.upsert_contact(
+        email="buyer@example.com",
+        last_name="Lovelace",
+        # GHL_CUSTOM_FIELDS by field id (the document's TextField requires `id`).
+        custom_fields=[{"id": "Ab12Cd34Ef56Gh78Ij90", "field_value": "order-77"}],
+    )
     ghl.add_tags(contact["id"], ["mp-payment-approved", "vip"])
     ghl.remove_tags(contact["id"], ["vip"])
     with pytest.raises(NotFoundError):
@@ -110,6 +115,7 @@ def test_every_exchange_matches_the_openapi_document(
 
     assert [c["status"] for c in checked] == [200, 200, 201, 200, 404, 401, 422, 200, 429]
     assert again["id"] == contact["id"]
+    assert again["customFields"] == [{"id": "Ab12Cd34Ef56Gh78Ij90", "value": "order-77"}]
     assert [r.json()["new"] for r in exchanges[:2]] == [True, False]
     assert unauthorized.value.status_code == 401 and unprocessable.value.status_code == 422
     assert limited.value.retry_after == 60.0  # the interval: no Retry-After to go by

@@ -17,9 +17,10 @@ def event(event_type: str, resource_id: str = "123") -> SimpleNamespace:
 
 def test_payment_events_have_a_handler_other_types_none() -> None:
     assert isinstance(handlers.handler_for("payment"), PaymentHandler)
-    assert handlers.handler_for("merchant_order") is None
+    assert handlers.handler_for("subscription_preapproval_plan") is None
     assert handlers.handler_for("") is None
-    assert handlers.TOPICS == frozenset({"payment"})
+    assert {"payment", "merchant_order", "topic_merchant_order_wh"} <= handlers.TOPICS
+    assert {"chargebacks", "topic_chargebacks_wh"} <= handlers.TOPICS
 
 
 def test_a_topic_with_two_handlers_is_refused() -> None:
@@ -30,11 +31,14 @@ def test_a_topic_with_two_handlers_is_refused() -> None:
 def test_lock_key_and_log_fields_come_from_the_handler() -> None:
     assert handlers.lock_key(event("payment", "42")) == "payment:42"
     assert handlers.log_fields(event("payment", "42")) == {"payment_id": "42"}
-    assert handlers.lock_key(event("merchant_order")) is None
-    assert handlers.log_fields(event("merchant_order")) == {}
+    assert handlers.lock_key(event("merchant_order", "7")) == "merchant_order:7"
+    assert handlers.lock_key(event("topic_chargebacks_wh", "9")) == "chargeback:9"
+    assert handlers.lock_key(event("unknown_topic")) is None
+    assert handlers.log_fields(event("unknown_topic")) == {}
 
 
 def test_type_labels_cover_handled_and_listed_topics() -> None:
     assert type_label("payment") == "payment"
     assert type_label("merchant_order") == "merchant_order"
+    assert type_label("topic_chargebacks_wh") == "topic_chargebacks_wh"
     assert type_label("something_else") == "other"

@@ -110,14 +110,17 @@ def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
             (["SELECT", "webhook_events.id,", "webhook_events.status,"], True),
             (["WITH", "claimed", "AS"], True),
             (["WITH", "upserted", "AS"], True),
+            # The contact's payments, read under its lock (GHL_TAG_MODE=replace).
+            (["SELECT", "payments.id,", "payments.status,"], True),
             (["WITH", "finished_attempt", "AS"], True),
         ]
         assert commits == []
     else:
-        kinds = ["SELECT", "UPDATE", "INSERT", "INSERT", "UPDATE", "UPDATE", "UPDATE", "UPDATE"]
+        kinds = ["SELECT", "UPDATE", "INSERT", "INSERT", "UPDATE", "SELECT"]
+        kinds += ["UPDATE", "UPDATE", "UPDATE"]
         assert [kind for kind, _ in statements] == kinds
-        # The read's own (empty) transaction, then the three.
-        assert len(commits) == 4
+        # The read's own (empty) transaction, then the three, and the contact's payments.
+        assert len(commits) == 5
     assert db.engine.pool.checkedout() == 0
     stored = event(event_id)
     (attempt,) = stored.attempt_log
@@ -138,8 +141,10 @@ def test_tag_follows_payment_status(app, client, sandbox, status, tag):
 
 
 def test_tags_applied_accumulate_and_an_unchanged_contact_writes_nothing(app, client, sandbox):
-    """Each status adds its tag to `tags_applied`; a notification that changes neither the
-    contact nor the tags leaves the payment's GHL fields alone (no UPDATE of them)."""
+    """GHL_TAG_MODE=accumulate (the behaviour before replace): each status adds its tag to
+    `tags_applied` and none is removed; a notification that changes neither the contact
+    nor the tags leaves the payment's GHL fields alone (no UPDATE of them)."""
+    app.config["GHL_TAG_MODE"] = "accumulate"
     payment, _ = receive(client, sandbox, status="approved")
     run_worker(app)
     sandbox.state.add_payment(id=payment["id"], status="refunded")
@@ -248,7 +253,7 @@ def test_long_429_retries_later_honouring_retry_after(sandbox, client, app):
 
 
 def test_other_types_are_stored_and_ignored(app, client, sandbox):
-    response = client.post("/webhooks/mp?topic=merchant_order&id=31")
+    response = client.post("/webhooks/mp?topic=point_integration_wh&id=31")
     run_worker(app)
     stored = event(response.json["event_id"])
     assert stored.status == EventStatus.IGNORED and stored.attempts == 1

@@ -59,7 +59,7 @@ def check_and_alert(now: datetime | None = None) -> AlertReport:
     for message in (_dead_letter_summary(now), _backlog_warning(now)):
         if message:
             report.messages.append(message)
-            report.sent += _send_everywhere(message, report.errors)
+            report.sent += send_everywhere(message, report.errors)
     return report
 
 
@@ -67,7 +67,7 @@ def send_alert(message: str) -> AlertReport:
     """Send one message now on every configured channel (a breaker opening); never raises."""
     report = AlertReport(messages=[message])
     if channels_configured():
-        report.sent = _send_everywhere(message, report.errors)
+        report.sent = send_everywhere(message, report.errors)
     return report
 
 
@@ -119,7 +119,8 @@ def _backlog_warning(now: datetime) -> str | None:
     )
 
 
-def _send_everywhere(message: str, errors: list[str]) -> int:
+def send_everywhere(message: str, errors: list[str]) -> int:
+    """Send to every configured channel; a failure is logged and listed, never raised."""
     config = current_app.config
     sent = 0
     senders = []

@@ -152,7 +152,7 @@ def _record_success(event_id: int, attempt: Claim, result: HandlerResult) -> str
     CRM fields if the handler changed them. On PostgreSQL the three writes are
     one statement (`WITH … UPDATE`), run in autocommit."""
     now = utcnow()
-    status, contact = result
+    status, contact, reason = result
     outcome = AttemptOutcome.SUCCESS if status == EventStatus.SUCCESS else AttemptOutcome.IGNORED
     # Separate dicts: a key named like a column of an UPDATE's table would join its SET.
     finish = {
@@ -160,11 +160,13 @@ def _record_success(event_id: int, attempt: Claim, result: HandlerResult) -> str
         "now": now,
         "duration": milliseconds_between(attempt.started_at, now),
         "new_outcome": outcome,
+        "new_error": reason,
     }
     succeed = {
         "claimed_event_id": event_id,
         "claim_number": attempt.number,
         "new_status": status,
+        "new_last_error": reason,
         "now": now,
     }
     contact_params = contact.params() if contact else {}

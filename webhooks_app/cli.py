@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,17 @@ webhooks_cli = AppGroup("webhooks", help="Process, replay, inspect and simulate 
 
 PAYMENT_STATUSES = ("approved", "pending", "in_process", "rejected", "cancelled", "refunded")
 LIST_MAX = 500
+# `simulate --test`'s payment ids: far above any the sandbox hands out.
+TEST_PAYMENT_ID_BASE = 990_000_000_000
+
+# The Webhooks form's type per topic (newer integrations: `topic_*_wh`; the IPN form's
+# topic is the short name). MercadoPago developers, "Notifications" / "Chargebacks".
+SIMULATED_TOPICS = ("payment", "merchant_order", "chargebacks")
+WEBHOOK_TYPES = {
+    "payment": "payment",
+    "merchant_order": "topic_merchant_order_wh",
+    "chargebacks": "topic_chargebacks_wh",
+}
 
 
 def init_app(app: Flask) -> None:
@@ -369,19 +381,76 @@ def _payment_line(event: WebhookEvent) -> str:
     help="Notify about this existing payment instead of creating sandbox payments.",
 )
 @click.option("--ipn", is_flag=True, help="Send the legacy IPN form instead of a signed Webhook.")
+@click.option(
+    "--test",
+    "test_notification",
+    is_flag=True,
+    help='Send one test notification as the panel\'s "Simular" does: live_mode false, about '
+    "a payment nobody can read (the service ignores it).",
+)
+@click.option(
+    "--type",
+    "topic",
+    type=click.Choice(SIMULATED_TOPICS),
+    default="payment",
+    show_default=True,
+    help="The resource: a sandbox merchant order (of a new payment) or chargeback is created.",
+)
 def simulate_command(
-    url: str, count: int, payment_status: str, payment_ids: tuple[str, ...], ipn: bool
+    url: str,
+    count: int,
+    payment_status: str,
+    payment_ids: tuple[str, ...],
+    ipn: bool,
+    test_notification: bool,
+    topic: str,
 ) -> None:
-    """Send signed sample notifications to a running instance, as MercadoPago would."""
+    """Send signed sample notifications to a running instance, as MercadoPago would.
+
+    With --type merchant_order or chargebacks, --payment-id names that resource's ids."""
     config = current_app.config
-    ids = list(payment_ids) or [_create_sandbox_payment(payment_status) for _ in range(count)]
+    if test_notification:
+        if ipn or payment_ids or topic != "payment":
+            raise click.UsageError("--test sends one Webhooks-form payment notification of its own")
+        # MercadoPago's simulated notifications name an id its API answers 404 for.
+        ids = [str(TEST_PAYMENT_ID_BASE + secrets.randbelow(10**9))]
+    else:
+        ids = list(payment_ids) or [
+            _create_sandbox_resource(topic, payment_status) for _ in range(count)
+        ]
     failures = 0
     for payment_id in ids:
-        response = _send_notification(url, payment_id, config.get("MP_WEBHOOK_SECRET"), ipn)
-        click.echo(f"payment {payment_id}: HTTP {response.status_code} {response.text.strip()}")
+        response = _send_notification(
+            url,
+            payment_id,
+            config.get("MP_WEBHOOK_SECRET"),
+            ipn,
+            topic,
+            live_mode=not test_notification,
+        )
+        click.echo(f"{topic} {payment_id}: HTTP {response.status_code} {response.text.strip()}")
         failures += response.status_code != 200
     if failures:
         raise SystemExit(1)
+
+
+def _create_sandbox_resource(topic: str, status: str) -> str:
+    """A new sandbox payment, or merchant order / chargeback of a new payment; its id."""
+    payment_id = _create_sandbox_payment(status)
+    if topic == "payment":
+        return payment_id
+    path, body = (
+        ("merchant-orders", {"payment_ids": [payment_id]})
+        if topic == "merchant_order"
+        else ("chargebacks", {"payment_id": payment_id})
+    )
+    base_url = current_app.config["MP_API_BASE_URL"].rstrip("/")
+    try:
+        response = requests.post(f"{base_url}/_sandbox/{path}", json=body, timeout=5)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise click.ClickException(f"could not create a sandbox {topic}: {exc}") from None
+    return str(response.json()["id"])
 
 
 def _create_sandbox_payment(status: str) -> str:
@@ -403,30 +472,37 @@ def _create_sandbox_payment(status: str) -> str:
 
 
 def _send_notification(
-    url: str, payment_id: str, secret: str | None, ipn: bool
+    url: str,
+    payment_id: str,
+    secret: str | None,
+    ipn: bool,
+    topic: str = "payment",
+    *,
+    live_mode: bool = True,
 ) -> requests.Response:
     request_id = str(uuid.uuid4())
     headers = {"x-request-id": request_id}
+    event_type = WEBHOOK_TYPES[topic]
     try:
         if ipn:
             return requests.post(
-                url, params={"topic": "payment", "id": payment_id}, headers=headers, timeout=10
+                url, params={"topic": topic, "id": payment_id}, headers=headers, timeout=10
             )
         body = {
             "id": uuid.uuid4().int % 10**12,
-            "live_mode": False,
-            "type": "payment",
+            "live_mode": live_mode,
+            "type": event_type,
             "date_created": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "api_version": "v1",
-            "action": "payment.updated",
+            "action": f"{topic}.updated" if topic != "payment" else "payment.updated",
             "data": {"id": payment_id},
         }
-        secrets = parse_secrets(secret)
-        if secrets:  # while rotating, the newest (the first) signs, as MercadoPago does
-            headers["x-signature"] = sign(secrets[0], payment_id, request_id)
+        signing = parse_secrets(secret)
+        if signing:  # while rotating, the newest (the first) signs, as MercadoPago does
+            headers["x-signature"] = sign(signing[0], payment_id, request_id)
         return requests.post(
             url,
-            params={"data.id": payment_id, "type": "payment"},
+            params={"data.id": payment_id, "type": event_type},
             json=body,
             headers=headers,
             timeout=10,
@@ -461,5 +537,5 @@ def catch_up_command(since: datetime | None) -> None:
     )
 
 
-# h6: pause, resume and status live in their own module, on this group.
-from . import cli_processing  # noqa: E402, F401
+# pause/resume/status and the merchant order and chargeback commands (their own modules).
+from . import cli_processing, cli_resources  # noqa: E402, F401

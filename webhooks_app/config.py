@@ -27,8 +27,24 @@ DEFAULT_STATUS_TAGS = {
     "rejected": "mp-payment-rejected",
     "cancelled": "mp-payment-cancelled",
     "refunded": "mp-payment-refunded",
+    # Not a MercadoPago status: an `approved` payment with part of it refunded
+    # (`crm.gohighlevel.effective_status`); it takes the place of approved's tag.
+    "partially_refunded": "mp-payment-partially-refunded",
     "charged_back": "mp-payment-charged-back",
 }
+
+# GHL_TAG_MODE: `replace` keeps only the tag of each payment's current status on the
+# contact; `accumulate` adds tags and never removes one (the behaviour before 2026-12).
+TAG_MODES = ("replace", "accumulate")
+# What GHL_CUSTOM_FIELDS can write to a contact's custom fields (ours=their key).
+CUSTOM_FIELD_VALUES = (
+    "payment_id",
+    "status",
+    "amount",
+    "currency",
+    "date",
+    "external_reference",
+)
 
 
 class ConfigError(RuntimeError):
@@ -88,6 +104,33 @@ def parse_status_tags(value: str | None) -> dict[str, str]:
         else:  # "status=" switches the tag for that status off
             tags.pop(status.strip(), None)
     return tags
+
+
+def parse_tag_mode(value: str | None) -> str:
+    """Parse `GHL_TAG_MODE`: replace (the default) or accumulate."""
+    mode = (value or "replace").strip().lower()
+    if mode not in TAG_MODES:
+        raise ConfigError(f"GHL_TAG_MODE must be one of {', '.join(TAG_MODES)}, got {value!r}")
+    return mode
+
+
+def parse_custom_fields(value: str | None) -> dict[str, str]:
+    """Parse `GHL_CUSTOM_FIELDS` ("payment_id=contact.mp_last_payment,status=contact.mp_status")
+    into {our value: the location's custom field key (or id)}; empty: none written."""
+    fields: dict[str, str] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        ours, sep, key = item.partition("=")
+        ours, key = ours.strip(), key.strip()
+        if not sep or not key:
+            raise ConfigError(f"GHL_CUSTOM_FIELDS entries look like value=field_key, got {item!r}")
+        if ours not in CUSTOM_FIELD_VALUES:
+            raise ConfigError(
+                f"GHL_CUSTOM_FIELDS: {ours!r} is not one of {', '.join(CUSTOM_FIELD_VALUES)}"
+            )
+        fields[ours] = key
+    return fields
 
 
 def parse_rate_limit(value: str | None) -> tuple[int, float] | None:
@@ -152,6 +195,10 @@ class Config:
     GHL_LOCATION_ID = _env("GHL_LOCATION_ID")
     GHL_API_BASE_URL = _env("GHL_API_BASE_URL", "https://services.leadconnectorhq.com")
     GHL_STATUS_TAGS = parse_status_tags(_env("GHL_STATUS_TAGS"))
+    GHL_TAG_MODE = parse_tag_mode(_env("GHL_TAG_MODE"))
+    GHL_CUSTOM_FIELDS = parse_custom_fields(_env("GHL_CUSTOM_FIELDS"))
+    # The tag a chargeback's payer gets in GoHighLevel; empty: no tag.
+    CHARGEBACK_TAG = _env("CHARGEBACK_TAG", "mp-chargeback")
 
     HTTP_TIMEOUT = _env_float("HTTP_TIMEOUT", 10.0)
     # GoHighLevel allows 100 requests per 10 s per location. Shared by every worker,

@@ -76,7 +76,11 @@ class Payment(db.Model):
     mp_date_last_updated: Mapped[datetime | None] = mapped_column(DateTime)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    # The tags this payment put on its contact (GHL_TAG_MODE=replace: its current status's).
     tags_applied: Mapped[list[str] | None] = mapped_column(JSON)
+    # The `mp_date_last_updated` of the data last synced to the CRM: an older read never
+    # moves the contact's tags or fields back (migration f4b8c2d61a07).
+    crm_synced_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -95,6 +99,7 @@ class Payment(db.Model):
             "mp_date_last_updated": isoformat(self.mp_date_last_updated),
             "ghl_contact_id": self.ghl_contact_id,
             "tags_applied": self.tags_applied or [],
+            "crm_synced_at": isoformat(self.crm_synced_at),
             "created_at": isoformat(self.created_at),
             "updated_at": isoformat(self.updated_at),
         }
@@ -278,3 +283,7 @@ class ProcessingPauseLog(db.Model):
             "reason": self.reason,
             "at": isoformat(self.at),
         }
+
+
+# The other resources' models, registered with the same metadata (drop_all, the admin).
+from . import resources  # noqa: E402,F401

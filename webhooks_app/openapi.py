@@ -135,6 +135,9 @@ PAYMENT = {
         "mp_date_last_updated": _nullable(DATETIME),
         "ghl_contact_id": _nullable(STRING),
         "tags_applied": {"type": "array", "items": STRING},
+        "crm_synced_at": _nullable(
+            {**DATETIME, "description": "MercadoPago's date_last_updated of the data in the CRM"}
+        ),
         "created_at": DATETIME,
         "updated_at": DATETIME,
     },
@@ -368,7 +371,12 @@ def openapi_document() -> dict[str, Any]:
         "schema": {"type": "integer", "format": "int64", "minimum": 1},
     }
     force = {"type": "boolean", "default": False, "description": "also retry a success event"}
-    return copy.deepcopy(_document(event_id, force))
+    from .openapi_resources import SCHEMAS, resource_paths
+
+    document = _document(event_id, force)
+    document["paths"].update(resource_paths())
+    document["components"]["schemas"].update(SCHEMAS)
+    return copy.deepcopy(document)
 
 
 def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]:

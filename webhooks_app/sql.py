@@ -56,13 +56,30 @@ def execute_alone(session: Session, statement: Any, params: dict[str, Any]) -> R
         return _autocommit(connection, statement, params)
 
 
-def _autocommit(connection: Connection, statement: Any, params: dict[str, Any]) -> Row[Any] | None:
+def fetch_all_alone(session: Session, statement: Any, params: dict[str, Any]) -> list[Row[Any]]:
+    """Like `execute_alone`, for a SELECT: every row, in a transaction of its own."""
+    if not one_statement_transactions(session):
+        rows = list(session.execute(statement, params).all())
+        session.commit()
+        return rows
+    pinned = session.info.get(PINNED_CONNECTION)
+    if pinned is not None:
+        return _autocommit(pinned, statement, params, every_row=True)
+    with session.get_bind().connect() as connection:
+        return _autocommit(connection, statement, params, every_row=True)
+
+
+def _autocommit(
+    connection: Connection, statement: Any, params: dict[str, Any], every_row: bool = False
+) -> Any:
     if connection.in_transaction():
         raise RuntimeError("execute_alone() needs a connection with no transaction open")
     connection.execution_options(isolation_level="AUTOCOMMIT")
     try:
         with connection.begin():  # SQLAlchemy's own transaction: no BEGIN or COMMIT is sent
             result = connection.execute(statement, params)
+            if every_row:
+                return list(result.all())
             return result.first() if result.returns_rows else None
     finally:
         connection.execution_options(isolation_level=connection.default_isolation_level)

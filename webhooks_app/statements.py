@@ -84,6 +84,7 @@ FINISH_ATTEMPT = (
         finished_at=bindparam("now"),
         duration_ms=bindparam("duration"),
         outcome=bindparam("new_outcome"),
+        error=bindparam("new_error"),
     )
 )
 
@@ -104,7 +105,8 @@ SUCCEED = (
         status=bindparam("new_status"),
         processed_at=bindparam("now"),
         locked_until=None,
-        last_error=None,
+        # None, or why the handler ignored the event (`HandlerResult.reason`).
+        last_error=bindparam("new_last_error"),
         updated_at=bindparam("now"),
     )
     .returning(_events.c.received_at)

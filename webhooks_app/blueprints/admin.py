@@ -368,5 +368,5 @@ def erasure() -> ResponseReturnValue:
     return render_template("admin/erasure.html", erasures=recent_erasures())
 
 
-# h6: pause/resume pages and the paused banner live in their own module, on this blueprint.
-from . import admin_processing  # noqa: E402, F401
+# Pages of pause/resume and of the other resources, on this blueprint (their own modules).
+from . import admin_processing, admin_resources  # noqa: E402, F401

@@ -244,5 +244,5 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
-# h6: /api/processing (pause, resume, breakers) lives in its own module, on this blueprint.
-from . import api_processing  # noqa: E402, F401
+# /api/processing and the other resources' routes, on this blueprint (their own modules).
+from . import api_processing, api_resources  # noqa: E402, F401

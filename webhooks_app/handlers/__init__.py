@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Row
 
 from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
+from .chargeback import ChargebackHandler
+from .merchant_order import MerchantOrderHandler
 from .payment import PaymentHandler
 
 __all__ = [
@@ -29,7 +31,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HANDLERS: tuple[Handler, ...] = (PaymentHandler(),)
+HANDLERS: tuple[Handler, ...] = (PaymentHandler(), MerchantOrderHandler(), ChargebackHandler())
 
 
 def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:

@@ -26,6 +26,9 @@ class HandlerResult(NamedTuple):
     status: str  # EventStatus.SUCCESS or IGNORED
     # The CRM fields to write with the outcome (in the same transaction), if they changed.
     contact: ContactChange | None = None
+    # Why (e.g. why it was ignored): recorded as the event's `last_error` and the
+    # attempt's `error`; None records none.
+    reason: str | None = None
 
 
 IGNORED = HandlerResult(EventStatus.IGNORED)

@@ -8,6 +8,7 @@ CRM sync is idempotent too (see `crm`).
 from __future__ import annotations
 
 import functools
+import logging
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,9 +19,12 @@ from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Payment, WebhookEvent
 from ..pii import mask_payment
+from ..services import NotFoundError
 from ..sql import INSERTS, dialect_name, execute_alone, one_statement_transactions
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
+
+logger = logging.getLogger(__name__)
 
 
 class PaymentHandler:
@@ -38,8 +42,14 @@ class PaymentHandler:
         """The payment is committed before the CRM calls (no transaction stays open across
         them); what those calls change on it is returned, for the caller to write with the
         attempt's outcome."""
-        with observe_api_call("mercadopago"):
-            data = mercadopago_client().get_payment(event.resource_id)
+        try:
+            with observe_api_call("mercadopago"):
+                data = mercadopago_client().get_payment(event.resource_id)
+        except NotFoundError:
+            if is_test_notification(event.id):
+                logger.info("event %s: %s; ignored", event.id, TEST_NOTIFICATION)
+                return HandlerResult(EventStatus.IGNORED, reason=TEST_NOTIFICATION)
+            raise  # a live payment may not be readable yet: retried
         context.renew_lease()
         payment = store_payment(event, data)
         context.renew_lease()
@@ -47,6 +57,21 @@ class PaymentHandler:
 
 
 _events = WebhookEvent.__table__
+
+# MercadoPago's "Simular" button notifies with `live_mode: false` about a `data.id` its API
+# cannot read (404): nothing will ever be there, so such an event is ignored at once.
+TEST_NOTIFICATION = "MercadoPago test notification"
+_PAYLOAD = select(_events.c.payload).where(_events.c.id == bindparam("event_id"))
+
+
+def is_test_notification(event_id: int) -> bool:
+    """Whether the event's notification says `live_mode: false` (absent: live; the IPN form
+    carries no body)."""
+    payload = db.session.execute(_PAYLOAD, {"event_id": event_id}).scalar()
+    db.session.commit()  # no transaction stays open (the outcome may run in autocommit)
+    return isinstance(payload, dict) and payload.get("live_mode") is False
+
+
 # Built once, like the upsert below; `updated_at` is set by the column's onupdate.
 _LINK_PAYMENT = (
     update(_events)
@@ -98,10 +123,16 @@ PAYMENT_STATE = (
     _payments.c.id,
     _payments.c.mp_payment_id,
     _payments.c.status,
+    _payments.c.status_detail,
     _payments.c.payer_email,
+    _payments.c.amount,
+    _payments.c.currency,
+    _payments.c.external_reference,
     _payments.c.raw,
     _payments.c.ghl_contact_id,
     _payments.c.tags_applied,
+    _payments.c.mp_date_last_updated,
+    _payments.c.crm_synced_at,
 )
 _READ_PAYMENT = select(*PAYMENT_STATE).where(
     _payments.c.mp_payment_id == bindparam("new_mp_payment_id")

@@ -34,7 +34,6 @@ CONTACT_FIELDS = (
     "gender",
     "dnd",
     "assignedTo",
-    "customFields",
 )
 
 
@@ -138,6 +137,8 @@ def apply_upsert(contact: dict[str, Any], body: Mapping[str, Any], now: str) -> 
             contact[name] = body[name]
     if body.get("tags") is not None:
         contact["tags"] = normalise_tags(body["tags"])
+    if isinstance(body.get("customFields"), list):
+        merge_custom_fields(contact, body["customFields"])
     first, last = contact.get("firstName"), contact.get("lastName")
     if not contact.get("name") and (first or last):
         contact["name"] = " ".join(part for part in (first, last) if part)
@@ -146,6 +147,20 @@ def apply_upsert(contact: dict[str, Any], body: Mapping[str, Any], now: str) -> 
             contact[field] = value.lower()
     contact["dateUpdated"] = now
     return contact
+
+
+def merge_custom_fields(contact: dict[str, Any], fields: list[Any]) -> None:
+    """Set the upsert's custom fields (`{"id" | "key", "field_value"}`) on the contact,
+    stored as GHL answers them (CustomFieldSchema `{"id", "value"}`; the sandbox has no
+    field definitions, so a key stands for its field's id); other fields are kept."""
+    stored = {field["id"]: field for field in contact.setdefault("customFields", [])}
+    for field in fields:
+        if not isinstance(field, Mapping):
+            continue
+        field_id = field.get("id") or field.get("key")
+        if isinstance(field_id, str) and field_id:
+            stored[field_id] = {"id": field_id, "value": field.get("field_value")}
+    contact["customFields"] = list(stored.values())
 
 
 def add_tags(contact: dict[str, Any], tags: list[str]) -> list[str]:

@@ -56,6 +56,18 @@ def list_payments() -> Response:
     return json_response(get_state().payments(), 200)
 
 
+@bp.post("/merchant-orders")
+def add_merchant_order() -> Response:
+    """Create a merchant order: {"payment_ids"?: [...], "id"?, any order field}."""
+    return json_response(get_state().add_merchant_order(**_body()), 200)
+
+
+@bp.post("/chargebacks")
+def add_chargeback() -> Response:
+    """Create or update a chargeback: {"payment_id"?, "id"?, any chargeback field}."""
+    return json_response(get_state().add_chargeback(**_body()), 200)
+
+
 @bp.post("/faults")
 def set_fault() -> Response:
     """Body: {"api", "key", "status"?, "times"?, "delay"?, "retry_after"?}."""

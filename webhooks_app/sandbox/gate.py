@@ -48,6 +48,7 @@ def admit(
     key: str | None,
     error_body: Callable[[int], dict],
     bucket: str | None = None,
+    action: str | None = None,
 ) -> Response | None:
     """Apply latency and faults; return the error response to send, or None to go on."""
     from .outage import outages  # h6: a whole API down for a time window
@@ -56,7 +57,7 @@ def admit(
     if down is not None:
         g.sandbox_outcome = "outage"
         return json_response(error_body(down), down)
-    admission = get_state().admit(api, key, bucket)
+    admission = get_state().admit(api, key, bucket, action)
     g.sandbox_outcome = admission.outcome
     g.sandbox_headers = admission.headers
     if admission.sleep > 0:

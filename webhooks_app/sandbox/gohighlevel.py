@@ -51,8 +51,11 @@ def _check_headers() -> Response | None:
     return None
 
 
-def _contact_gate(contact_id: str) -> tuple[dict | None, Response | None]:
-    """Common start of the per-contact routes: headers, then faults keyed by its e-mail."""
+def _contact_gate(
+    contact_id: str, action: str | None = None
+) -> tuple[dict | None, Response | None]:
+    """Common start of the per-contact routes: headers, then faults keyed by its e-mail
+    (or by `<e-mail>#<action>`: only that route's calls)."""
     mark_api_call(GOHIGHLEVEL)
     refusal = _check_headers()
     if refusal is not None:
@@ -61,7 +64,7 @@ def _contact_gate(contact_id: str) -> tuple[dict | None, Response | None]:
     email = (contact.get("emailLowerCase") or contact.get("phone")) if contact else None
     set_call_key(email)
     location = contact["locationId"] if contact else UNKNOWN_LOCATION
-    refusal = admit(GOHIGHLEVEL, email, ghl_error, bucket=location)
+    refusal = admit(GOHIGHLEVEL, email, ghl_error, bucket=location, action=action)
     if refusal is not None:
         return None, refusal
     if contact is None:
@@ -131,7 +134,7 @@ def remove_tags(contact_id: str) -> Response:
 
 
 def _change_tags(contact_id: str, *, add: bool, status: int) -> Response:
-    _, refusal = _contact_gate(contact_id)
+    _, refusal = _contact_gate(contact_id, "add_tags" if add else "remove_tags")
     if refusal is not None:
         return refusal
     tags = _tags_from_body()

@@ -79,3 +79,30 @@ def get_payment(payment_id: str) -> Response:
         cause = [{"code": 2000, "description": "Payment not found", "data": None}]
         return json_response(mp_error(404, "Payment not found", cause), 404)
     return json_response(payment, 200)
+
+
+@bp.get("/merchant_orders/<order_id>")
+def get_merchant_order(order_id: str) -> Response:
+    """One merchant order by id (reference/merchant_orders/_merchant_orders_id/get)."""
+    mark_api_call(MERCADOPAGO, order_id)
+    refusal = _check_token() or admit(MERCADOPAGO, order_id, mp_error)
+    if refusal is not None:
+        return refusal
+    order = get_state().get_merchant_order(order_id)
+    if order is None:
+        # MercadoPago's error body, as for payments: {"message", "error", "status", "cause"}.
+        return json_response(mp_error(404, "Merchant Order not found"), 404)
+    return json_response(order, 200)
+
+
+@bp.get("/v1/chargebacks/<chargeback_id>")
+def get_chargeback(chargeback_id: str) -> Response:
+    """One chargeback by id (reference/chargebacks/_chargebacks_id/get)."""
+    mark_api_call(MERCADOPAGO, chargeback_id)
+    refusal = _check_token() or admit(MERCADOPAGO, chargeback_id, mp_error)
+    if refusal is not None:
+        return refusal
+    chargeback = get_state().get_chargeback(chargeback_id)
+    if chargeback is None:
+        return json_response(mp_error(404, "chargeback not found"), 404)
+    return json_response(chargeback, 200)

@@ -151,11 +151,51 @@ def new_payment(payment_id: int, now: str, fields: Mapping[str, Any]) -> dict[st
     return update_payment(payment, fields, now=None)
 
 
+def _refund(payment: dict[str, Any], amount: float, when: str) -> dict[str, Any]:
+    """A refund as MercadoPago lists it in a payment's `refunds` (GET /v1/payments/{id}/refunds
+    gives the same objects: id, payment_id, amount, source, date_created, status …)."""
+    return {
+        "id": int(payment["id"]) * 100 + len(payment.get("refunds") or []) + 1,
+        "payment_id": payment["id"],
+        "amount": round(amount, 2),
+        "metadata": {},
+        "source": {"id": str(payment.get("collector_id")), "name": "Sandbox", "type": "collector"},
+        "date_created": when,
+        "unique_sequence_number": None,
+        "refund_mode": "standard",
+        "adjustment_amount": 0,
+        "status": "approved",
+        "reason": None,
+    }
+
+
+def apply_refund(payment: dict[str, Any], amount: float | None, when: str) -> None:
+    """Refund `amount` (None: what is left) as MercadoPago does: a refund is appended to
+    `refunds` and counted in `transaction_amount_refunded`; while part of the amount is
+    left the payment stays `approved` with `status_detail` "partially_refunded", once all
+    of it is refunded it is `refunded`."""
+    total = float(payment.get("transaction_amount") or 0)
+    refunded = float(payment.get("transaction_amount_refunded") or 0)
+    amount = total - refunded if amount is None else float(amount)
+    if amount <= 0 or refunded + amount > total + 1e-9:
+        raise ValueError(f"refund must be positive and at most {total - refunded:.2f}")
+    payment.setdefault("refunds", []).append(_refund(payment, amount, when))
+    payment["transaction_amount_refunded"] = round(refunded + amount, 2)
+    if payment["transaction_amount_refunded"] >= total - 1e-9:
+        payment["status"], payment["status_detail"] = "refunded", "refunded"
+    else:
+        payment["status"], payment["status_detail"] = "approved", "partially_refunded"
+
+
 def update_payment(
     payment: dict[str, Any], fields: Mapping[str, Any], now: str | None
 ) -> dict[str, Any]:
-    """Apply `fields` to `payment` in place; `now` (when given) stamps the change."""
+    """Apply `fields` to `payment` in place; `now` (when given) stamps the change.
+
+    `refund` (an amount, or null for the rest) refunds it (`apply_refund`); setting the
+    status `refunded` without one refunds what is left."""
     fields = {key: _as_mp_time(value) for key, value in fields.items() if key != "id"}
+    refund = fields.pop("refund", False)
     old_status = payment.get("status")
     payer = fields.pop("payer", None)
     payment.update(fields)
@@ -167,6 +207,13 @@ def update_payment(
     new_status = payment.get("status")
     if new_status != old_status and "status_detail" not in fields:
         payment["status_detail"] = DEFAULT_STATUS_DETAIL.get(new_status, new_status)
+    when = now or payment["date_last_updated"]
+    if refund is not False:
+        apply_refund(payment, None if refund is None else float(refund), when)
+    elif new_status == "refunded" and not payment.get("refunds"):
+        if float(payment.get("transaction_amount") or 0) > 0:
+            apply_refund(payment, None, when)
+    new_status = payment.get("status")
     if now is not None:
         if new_status == "approved" and not payment.get("date_approved"):
             payment["date_approved"] = now

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import contacts as ghl_contacts
+from . import orders as mp_orders
 from . import payments as mp_payments
 from .faults import (
     GHL_BURST_SECONDS,
@@ -59,6 +60,9 @@ class SandboxState:
         self.ghl_token = ghl_token
         self._lock = threading.RLock()
         self._next_payment_id = _first_payment_id()
+        # Other id ranges than payments', so that a fault keyed by id hits one resource.
+        self._next_order_id = self._next_payment_id + 20_000_000_000
+        self._next_chargeback_id = self._next_payment_id + 40_000_000_000
         self._ids = random.Random()
         self._last_tick: datetime | None = None
         self.reset()
@@ -69,6 +73,8 @@ class SandboxState:
         """Forget payments, contacts, faults, limits, latency and calls (tokens stay)."""
         with self._lock:
             self._payments: dict[int, dict[str, Any]] = {}
+            self._merchant_orders: dict[int, dict[str, Any]] = {}
+            self._chargebacks: dict[str, dict[str, Any]] = {}
             self._contacts: dict[str, dict[str, Any]] = {}
             # (locationId, "email" or "phone", value) -> contact id
             self._contact_index: dict[tuple[str, str, str], str] = {}
@@ -142,6 +148,68 @@ class SandboxState:
         with self._lock:
             result = mp_payments.search_payments(self._payments.values(), args, datetime.now(UTC))
             return copy.deepcopy(result)
+
+    # -- MercadoPago merchant orders and chargebacks -------------------------------
+
+    def add_merchant_order(self, **fields: Any) -> dict[str, Any]:
+        """Create (or replace) a merchant order listing the payments `payment_ids` (one new
+        approved payment if none are given); return a copy of it."""
+        with self._lock:
+            now = mp_payments.format_mp_time(self._tick())
+            payment_ids = fields.get("payment_ids")
+            if payment_ids is None:
+                payments = [self.add_payment()]
+            else:
+                payments = []
+                for payment_id in payment_ids:
+                    payment = self.get_payment(payment_id)
+                    if payment is None:
+                        raise ValueError(f"payment {payment_id!r} does not exist")
+                    payments.append(payment)
+            order_id = int(fields["id"]) if fields.get("id") is not None else self._next_order_id
+            self._next_order_id = max(self._next_order_id, order_id + 1)
+            order = mp_orders.new_merchant_order(order_id, now, payments, fields)
+            self._merchant_orders[order_id] = order
+            logger.info("merchant order %s stored (%d payments)", order_id, len(payments))
+            return copy.deepcopy(order)
+
+    def get_merchant_order(self, order_id: int | str) -> dict[str, Any] | None:
+        """A copy of the merchant order, or None."""
+        try:
+            key = int(order_id)
+        except (TypeError, ValueError):
+            return None
+        with self._lock:
+            order = self._merchant_orders.get(key)
+            return copy.deepcopy(order) if order is not None else None
+
+    def add_chargeback(self, **fields: Any) -> dict[str, Any]:
+        """Create or update a chargeback against `payment_id` (a new approved payment if
+        none is given); return a copy of it."""
+        with self._lock:
+            now = self._tick()
+            chargeback_id = str(fields.get("id") or self._next_chargeback_id)
+            if chargeback_id.isdigit():
+                self._next_chargeback_id = max(self._next_chargeback_id, int(chargeback_id) + 1)
+            existing = self._chargebacks.get(chargeback_id)
+            if existing is not None:
+                existing.update({k: v for k, v in fields.items() if k not in ("id", "payment_id")})
+                existing["date_last_updated"] = mp_payments.format_mp_time(now)
+                return copy.deepcopy(existing)
+            payment_id = fields.get("payment_id")
+            payment = self.add_payment() if payment_id is None else self.get_payment(payment_id)
+            if payment is None:
+                raise ValueError(f"payment {payment_id!r} does not exist")
+            chargeback = mp_orders.new_chargeback(chargeback_id, now, payment, fields)
+            self._chargebacks[chargeback_id] = chargeback
+            logger.info("chargeback %s created on payment %s", chargeback_id, payment["id"])
+            return copy.deepcopy(chargeback)
+
+    def get_chargeback(self, chargeback_id: str) -> dict[str, Any] | None:
+        """A copy of the chargeback, or None."""
+        with self._lock:
+            chargeback = self._chargebacks.get(str(chargeback_id))
+            return copy.deepcopy(chargeback) if chargeback is not None else None
 
     # -- GoHighLevel contacts ------------------------------------------------------
 
@@ -315,11 +383,14 @@ class SandboxState:
                 "latency": {api: lat.to_dict() for api, lat in self._latency.items()},
             }
 
-    def admit(self, api: str, key: str | None, bucket: str | None = None) -> Admission:
+    def admit(
+        self, api: str, key: str | None, bucket: str | None = None, action: str | None = None
+    ) -> Admission:
         """Decide how to treat one API call: latency, rate limit, scripted or random fault.
 
         `key` is the payment id or contact e-mail (None if unknown); `bucket` is the
-        GoHighLevel location the rate limit counts against.
+        GoHighLevel location the rate limit counts against; `action` names the call
+        (`add_tags`, `remove_tags`): a fault set for `<key>#<action>` hits only that call.
         """
         with self._lock:
             latency = self._latency.get(api)
@@ -334,7 +405,7 @@ class SandboxState:
                 headers = limiter.headers(remaining, daily)
                 if not allowed:
                     return rate_limited(sleep, headers)
-            fault = self._take_fault(api, key)
+            fault = self._take_fault(api, key, action)
             outcome = "ok"
             if fault is not None:
                 sleep += fault.delay
@@ -350,9 +421,12 @@ class SandboxState:
                 return Admission(sleep, failures.status, retry_after, "random_failure", headers)
             return Admission(sleep, None, None, outcome, headers)
 
-    def _take_fault(self, api: str, key: str | None) -> Fault | None:
-        """The fault for this key (else the wildcard one), counted as used once."""
+    def _take_fault(self, api: str, key: str | None, action: str | None = None) -> Fault | None:
+        """The fault for this key and action, else this key, else the wildcard one,
+        counted as used once."""
         candidates = [WILDCARD] if key is None else [self._fault_key(api, key), WILDCARD]
+        if key is not None and action:
+            candidates.insert(0, self._fault_key(api, f"{key}#{action}"))
         for candidate in candidates:
             fault = self._faults.get((api, candidate))
             if fault is not None:

@@ -169,6 +169,7 @@ class GoHighLevelClient(ApiClient):
         last_name: str | None = None,
         phone: str | None = None,
         source: str | None = "mercadopago",
+        custom_fields: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Create or update the contact with this email (or phone); returns the contact.
 
@@ -176,7 +177,8 @@ class GoHighLevelClient(ApiClient):
         settings (email/phone); only `locationId` is required by the API, but
         without an e-mail or a phone there is nothing to match, so one is required
         here. Fields that are None or blank are not sent, so an upsert never
-        erases a name or phone already stored on the contact.
+        erases a name or phone already stored on the contact. `custom_fields` go as
+        UpsertContactDto's `customFields` (`[{"id" | "key": …, "field_value": …}]`).
         """
         if not any(isinstance(value, str) and value.strip() for value in (email, phone)):
             raise ValueError("an email or a phone is required to upsert a GoHighLevel contact")
@@ -191,6 +193,8 @@ class GoHighLevelClient(ApiClient):
         for key, value in optional.items():
             if isinstance(value, str) and value.strip():
                 body[key] = value.strip()
+        if custom_fields:
+            body["customFields"] = [dict(field) for field in custom_fields]
         path = "/contacts/upsert"
         payload = self._http.expect_object("POST", path, self._request("POST", path, body))
         contact = payload.get("contact")

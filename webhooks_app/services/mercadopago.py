@@ -1,6 +1,7 @@
 """Thin client for the MercadoPago payments API (read-only).
 
-Endpoints: `GET /v1/payments/{id}` and `GET /v1/payments/search`. No retries
+Endpoints: `GET /v1/payments/{id}`, `GET /v1/payments/search`, `GET /merchant_orders/{id}`
+and `GET /v1/chargebacks/{id}`. No retries
 happen here; failures raise the typed errors from `.errors` for the caller's
 retry policy.
 """
@@ -100,6 +101,32 @@ class MercadoPagoClient(ApiClient):
         the payment is readable, so "not found yet" is worth retrying.
         """
         path = f"/v1/payments/{path_segment(payment_id, 'payment_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
+    def get_merchant_order(self, order_id: str | int) -> dict[str, Any]:
+        """Fetch one merchant order (`GET /merchant_orders/{id}`).
+
+        Shape: mercadopago.com developers, reference/merchant_orders/_merchant_orders_id/get
+        (id, status, order_status, external_reference, preference_id, payments[], paid_amount,
+        total_amount, last_updated…); sdk-python resources/merchant_order.py uses the same
+        path. Its `payer.email` is deprecated (empty): the payments carry the e-mail. A 404
+        is retryable, as for payments: the order can be notified before it is readable.
+        """
+        path = f"/merchant_orders/{path_segment(order_id, 'order_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
+    def get_chargeback(self, chargeback_id: str | int) -> dict[str, Any]:
+        """Fetch one chargeback (`GET /v1/chargebacks/{id}`).
+
+        Shape: mercadopago.com developers, reference/chargebacks/_chargebacks_id/get (id,
+        payments[], currency, amount, coverage_applied, coverage_elegible,
+        documentation_required, documentation_status, date_documentation_deadline,
+        date_created, date_last_updated, live_mode); sdk-python resources/chargeback.py
+        uses the same path. A 404 is retryable: a live chargeback can be notified first.
+        """
+        path = f"/v1/chargebacks/{path_segment(chargeback_id, 'chargeback_id')}"
         payload = self._http.request_json("GET", path, not_found_retryable=True)
         return self._http.expect_object("GET", path, payload)
 

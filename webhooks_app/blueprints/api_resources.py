@@ -1,0 +1,36 @@
+"""The API's merchant orders and chargebacks (on the `api` blueprint: same token check)."""
+
+from __future__ import annotations
+
+from flask import abort, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from ..filters import parse_int
+from ..resource_lookups import find_chargebacks, find_merchant_order, order_payments
+from .api import DEFAULT_LIMIT, MAX_LIMIT, bp
+
+
+@bp.get("/merchant-orders/<mp_id>")
+def get_merchant_order(mp_id: str) -> ResponseReturnValue:
+    """One merchant order by MercadoPago id, with the stored payments it lists."""
+    order = find_merchant_order(mp_id)
+    if order is None:
+        abort(404, f"merchant order {mp_id} does not exist")
+    data = order.to_dict()
+    data["payments"] = [payment.to_dict() for payment in order_payments(order)]
+    return jsonify(data)
+
+
+@bp.get("/chargebacks")
+def list_chargebacks() -> ResponseReturnValue:
+    """Chargebacks, newest first; filters `payment_id`, `documentation_status`."""
+    args = request.args
+    limit = parse_int(
+        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+    chargebacks = find_chargebacks(
+        payment_id=args.get("payment_id") or None,
+        documentation_status=args.get("documentation_status") or None,
+        limit=limit,
+    )
+    return jsonify({"chargebacks": [chargeback.to_dict() for chargeback in chargebacks]})

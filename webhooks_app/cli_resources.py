@@ -1,0 +1,52 @@
+"""`flask webhooks order <id>` and `flask webhooks chargebacks`: the other stored resources."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .cli import webhooks_cli
+from .resource_lookups import find_chargebacks, find_merchant_order, order_payments
+
+
+@webhooks_cli.command("order")
+@click.argument("mp_order_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored order as JSON.")
+def order_command(mp_order_id: str, as_json: bool) -> None:
+    """Show a stored merchant order and the stored payments it lists."""
+    order = find_merchant_order(mp_order_id)
+    if order is None:
+        raise click.ClickException(f"merchant order {mp_order_id} is not stored")
+    payments = order_payments(order)
+    if as_json:
+        data = order.to_dict()
+        data["payments"] = [payment.to_dict() for payment in payments]
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(
+        f"merchant order {order.mp_order_id}: {order.status} / {order.order_status}, "
+        f"paid {order.paid_amount} of {order.total_amount} {order.currency or ''}".rstrip()
+    )
+    click.echo(f"external reference: {order.external_reference}")
+    stored = {payment.mp_payment_id: payment for payment in payments}
+    for payment_id in order.payment_ids or []:
+        payment = stored.get(payment_id)
+        state = f"{payment.status} {payment.payer_email}" if payment else "not stored yet"
+        click.echo(f"  payment {payment_id}: {state}")
+
+
+@webhooks_cli.command("chargebacks")
+@click.option("--payment-id", help="Only the chargebacks of this MercadoPago payment.")
+@click.option("--limit", default=50, show_default=True, help="Rows shown, newest first.")
+def chargebacks_command(payment_id: str | None, limit: int) -> None:
+    """List stored chargebacks, newest first."""
+    chargebacks = find_chargebacks(payment_id=payment_id, limit=max(1, min(limit, 500)))
+    for cb in chargebacks:
+        deadline = cb.date_documentation_deadline
+        click.echo(
+            f"{cb.mp_chargeback_id}  payment {cb.mp_payment_id}  {cb.amount} {cb.currency}  "
+            f"documentation {cb.documentation_status}"
+            + (f" (deadline {deadline:%Y-%m-%d})" if deadline else "")
+        )
+    click.echo(f"{len(chargebacks)} chargeback(s)")

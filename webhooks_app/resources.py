@@ -1,0 +1,118 @@
+"""Models of the MercadoPago resources besides payments: merchant orders and chargebacks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Numeric, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+from .models import BigId
+from .timeutil import isoformat, utcnow
+
+
+def _money(value: Decimal | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+class MerchantOrder(db.Model):
+    """The merchant's copy of a MercadoPago merchant order (migration f4b2c9d1e8a7)."""
+
+    __tablename__ = "merchant_orders"
+    __table_args__ = (Index("ix_merchant_orders_external_reference", "external_reference"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mp_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str | None] = mapped_column(String(32))  # opened, closed, expired
+    order_status: Mapped[str | None] = mapped_column(String(32))  # paid, payment_required, …
+    total_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    paid_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    external_reference: Mapped[str | None] = mapped_column(String(255))
+    preference_id: Mapped[str | None] = mapped_column(String(255))
+    payment_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # MercadoPago's `last_updated`: an older read never overwrites a newer one.
+    mp_last_updated: Mapped[datetime | None] = mapped_column(DateTime)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mp_order_id": self.mp_order_id,
+            "status": self.status,
+            "order_status": self.order_status,
+            "total_amount": _money(self.total_amount),
+            "paid_amount": _money(self.paid_amount),
+            "currency": self.currency,
+            "external_reference": self.external_reference,
+            "preference_id": self.preference_id,
+            "payment_ids": self.payment_ids or [],
+            "mp_last_updated": isoformat(self.mp_last_updated),
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
+
+
+class MerchantOrderPayment(db.Model):
+    """A payment an order lists, by MercadoPago id (it may not be stored yet)."""
+
+    __tablename__ = "merchant_order_payments"
+    __table_args__ = (Index("ix_merchant_order_payments_mp_payment_id", "mp_payment_id"),)
+
+    merchant_order_id: Mapped[int] = mapped_column(
+        ForeignKey("merchant_orders.id"), primary_key=True
+    )
+    mp_payment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Chargeback(db.Model):
+    """The merchant's copy of a MercadoPago chargeback (migration f4b2c9d1e8a7)."""
+
+    __tablename__ = "chargebacks"
+    __table_args__ = (Index("ix_chargebacks_mp_payment_id", "mp_payment_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mp_chargeback_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first of `payments` (a case almost always has one), for lookups by payment.
+    mp_payment_id: Mapped[str | None] = mapped_column(String(64))
+    payment_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    coverage_applied: Mapped[bool | None] = mapped_column(Boolean)
+    # MercadoPago spells it `coverage_elegible`.
+    coverage_eligible: Mapped[bool | None] = mapped_column(Boolean)
+    documentation_required: Mapped[bool | None] = mapped_column(Boolean)
+    documentation_status: Mapped[str | None] = mapped_column(String(32))
+    date_documentation_deadline: Mapped[datetime | None] = mapped_column(DateTime)
+    mp_date_created: Mapped[datetime | None] = mapped_column(DateTime)
+    mp_date_last_updated: Mapped[datetime | None] = mapped_column(DateTime)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    # Set once the new-chargeback alert was attempted: one alert per chargeback.
+    alerted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mp_chargeback_id": self.mp_chargeback_id,
+            "mp_payment_id": self.mp_payment_id,
+            "payment_ids": self.payment_ids or [],
+            "amount": _money(self.amount),
+            "currency": self.currency,
+            "coverage_applied": self.coverage_applied,
+            "coverage_eligible": self.coverage_eligible,
+            "documentation_required": self.documentation_required,
+            "documentation_status": self.documentation_status,
+            "date_documentation_deadline": isoformat(self.date_documentation_deadline),
+            "mp_date_created": isoformat(self.mp_date_created),
+            "mp_date_last_updated": isoformat(self.mp_date_last_updated),
+            "ghl_contact_id": self.ghl_contact_id,
+            "alerted_at": isoformat(self.alerted_at),
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
