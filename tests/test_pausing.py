@@ -76,7 +76,7 @@ def test_a_pause_survives_a_redis_flush(app, client, sandbox):
 def test_a_gohighlevel_pause_holds_payments_but_not_ignored_events(app, client, sandbox):
     pause("gohighlevel", "token rotation", "test")
     (payment_event,) = receive(client, sandbox, 1)
-    ignored = client.post("/webhooks/mp?topic=merchant_order&id=31").json["event_id"]
+    ignored = client.post("/webhooks/mp?topic=point_integration_wh&id=31").json["event_id"]
     run_worker(app)
     by_id = {e.id: e for e in events()}
     assert (by_id[payment_event].status, by_id[payment_event].attempts) == ("pending", 0)

@@ -54,7 +54,7 @@ def test_purge_drops_the_copies_keeps_the_facts_and_leaves_failed_and_recent_alo
     old = processed(app, client, sandbox, retried=True)
     recent = processed(app, client, sandbox)
     (failed,) = dead_letter(app, client, sandbox, 1)
-    ignored = client.post("/webhooks/mp?topic=merchant_order&id=77").json["event_id"]
+    ignored = client.post("/webhooks/mp?topic=point_integration_wh&id=77").json["event_id"]
     drain(app)
     age([old, failed, ignored], days=100)
     before = {e.id: (e.payload, e.headers, e.raw_body) for e in db.session.query(WebhookEvent)}
