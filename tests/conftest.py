@@ -37,7 +37,7 @@ from webhooks_app.signatures import sign
 
 WEBHOOK_SECRET = TestingConfig.MP_WEBHOOK_SECRET
 API_TOKEN = TestingConfig.API_TOKEN
-TABLES = ("webhook_attempts", "webhook_events", "payments")
+TABLES = ("webhook_attempts", "webhook_events", "payments", "subscriptions")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ def test_payment_events_have_a_handler_other_types_none() -> None:
     assert isinstance(handlers.handler_for("payment"), PaymentHandler)
     assert handlers.handler_for("merchant_order") is None
     assert handlers.handler_for("") is None
-    assert handlers.TOPICS == frozenset({"payment"})
+    assert handlers.TOPICS == frozenset({"payment", "subscription_preapproval"})
 
 
 def test_a_topic_with_two_handlers_is_refused() -> None:

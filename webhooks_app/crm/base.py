@@ -57,3 +57,18 @@ class CRM(Protocol):
         `renew_lease` is called between calls and while waiting for a rate-limit slot.
         """
         ...
+
+    def tag(
+        self,
+        email: str,
+        add: list[str] | tuple[str, ...] = (),
+        remove: list[str] | tuple[str, ...] = (),
+        renew_lease: Callable[[], None] = no_op,
+    ) -> str:
+        """Upsert the contact with this e-mail, remove then add tags; return its contact id.
+
+        Idempotent (removing an absent tag or adding a present one changes nothing), for
+        resources other than payments (subscriptions, fraud alerts, claims). Raises on
+        failure.
+        """
+        ...

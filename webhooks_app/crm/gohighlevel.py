@@ -37,6 +37,15 @@ class GoHighLevelCRM:
     ) -> ContactChange | None:
         return sync_contact(payment, renew_lease)
 
+    def tag(
+        self,
+        email: str,
+        add: list[str] | tuple[str, ...] = (),
+        remove: list[str] | tuple[str, ...] = (),
+        renew_lease: Callable[[], None] = no_op,
+    ) -> str:
+        return tag_contact(email, add, remove, renew_lease)
+
 
 GOHIGHLEVEL = GoHighLevelCRM()
 
@@ -112,3 +121,22 @@ def sync_contact(
     if (contact_id, tags) == (payment.ghl_contact_id, payment.tags_applied or []):
         return None
     return ContactChange(payment.id, contact_id, tags)
+
+
+def tag_contact(
+    email: str,
+    add: list[str] | tuple[str, ...] = (),
+    remove: list[str] | tuple[str, ...] = (),
+    renew_lease: Callable[[], None] = no_op,
+) -> str:
+    """Upsert the contact by e-mail, remove `remove` then add `add`; return the contact id."""
+    contact = call_gohighlevel(lambda client: client.upsert_contact(email=email), renew_lease)
+    contact_id = str(contact["id"])
+    removing = [tag for tag in remove if tag not in add]
+    if removing:
+        renew_lease()
+        call_gohighlevel(lambda client: client.remove_tags(contact_id, removing), renew_lease)
+    if add:
+        renew_lease()
+        call_gohighlevel(lambda client: client.add_tags(contact_id, list(add)), renew_lease)
+    return contact_id

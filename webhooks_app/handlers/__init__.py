@@ -13,6 +13,7 @@ from sqlalchemy import Row
 
 from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
 from .payment import PaymentHandler
+from .subscription import SubscriptionHandler
 
 __all__ = [
     "HANDLERS",
@@ -29,7 +30,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HANDLERS: tuple[Handler, ...] = (PaymentHandler(),)
+HANDLERS: tuple[Handler, ...] = (PaymentHandler(), SubscriptionHandler())
 
 
 def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:

@@ -56,6 +56,12 @@ def list_payments() -> Response:
     return json_response(get_state().payments(), 200)
 
 
+@bp.post("/preapprovals")
+def add_preapproval() -> Response:
+    """Create or update a subscription (preapproval): a JSON object, `id` to update."""
+    return json_response(get_state().add_preapproval(**_body()), 200)
+
+
 @bp.post("/faults")
 def set_fault() -> Response:
     """Body: {"api", "key", "status"?, "times"?, "delay"?, "retry_after"?}."""

@@ -79,3 +79,16 @@ def get_payment(payment_id: str) -> Response:
         cause = [{"code": 2000, "description": "Payment not found", "data": None}]
         return json_response(mp_error(404, "Payment not found", cause), 404)
     return json_response(payment, 200)
+
+
+@bp.get("/preapproval/<preapproval_id>")
+def get_preapproval(preapproval_id: str) -> Response:
+    """One subscription by id (`GET /preapproval/{id}`), faulted like payments (by id)."""
+    mark_api_call(MERCADOPAGO, preapproval_id)
+    refusal = _check_token() or admit(MERCADOPAGO, preapproval_id, mp_error)
+    if refusal is not None:
+        return refusal
+    preapproval = get_state().get_preapproval(preapproval_id)
+    if preapproval is None:
+        return json_response(mp_error(404, f"preapproval {preapproval_id} not found"), 404)
+    return json_response(preapproval, 200)

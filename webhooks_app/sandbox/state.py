@@ -18,6 +18,7 @@ from typing import Any
 
 from . import contacts as ghl_contacts
 from . import payments as mp_payments
+from . import preapprovals as mp_preapprovals
 from .faults import (
     GHL_BURST_SECONDS,
     GHL_DAILY_REQUESTS,
@@ -69,6 +70,7 @@ class SandboxState:
         """Forget payments, contacts, faults, limits, latency and calls (tokens stay)."""
         with self._lock:
             self._payments: dict[int, dict[str, Any]] = {}
+            self._preapprovals: dict[str, dict[str, Any]] = {}
             self._contacts: dict[str, dict[str, Any]] = {}
             # (locationId, "email" or "phone", value) -> contact id
             self._contact_index: dict[tuple[str, str, str], str] = {}
@@ -142,6 +144,28 @@ class SandboxState:
         with self._lock:
             result = mp_payments.search_payments(self._payments.values(), args, datetime.now(UTC))
             return copy.deepcopy(result)
+
+    # -- MercadoPago subscriptions (preapprovals) -----------------------------------
+
+    def add_preapproval(self, **fields: Any) -> dict[str, Any]:
+        """Create a subscription, or update it when `id` exists; return a copy of it."""
+        with self._lock:
+            now = mp_payments.format_mp_time(self._tick())
+            preapproval_id = str(fields.get("id") or mp_preapprovals.new_preapproval_id())
+            existing = self._preapprovals.get(preapproval_id)
+            if existing is None:
+                preapproval = mp_preapprovals.new_preapproval(preapproval_id, now, fields)
+                self._preapprovals[preapproval_id] = preapproval
+            else:
+                preapproval = mp_preapprovals.update_preapproval(existing, fields, now)
+            logger.info("preapproval %s: %s", preapproval_id, preapproval["status"])
+            return copy.deepcopy(preapproval)
+
+    def get_preapproval(self, preapproval_id: str) -> dict[str, Any] | None:
+        """A copy of the subscription, or None."""
+        with self._lock:
+            preapproval = self._preapprovals.get(str(preapproval_id))
+            return copy.deepcopy(preapproval) if preapproval is not None else None
 
     # -- GoHighLevel contacts ------------------------------------------------------
 
