@@ -31,13 +31,13 @@ from webhooks_app import create_app
 from webhooks_app.config import TestingConfig
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
-from webhooks_app.queueing import get_queue, get_redis, get_scheduler
+from webhooks_app.queueing import get_queues, get_redis, get_scheduler
 from webhooks_app.sandbox import SandboxServer
 from webhooks_app.signatures import sign
 
 WEBHOOK_SECRET = TestingConfig.MP_WEBHOOK_SECRET
 API_TOKEN = TestingConfig.API_TOKEN
-TABLES = ("webhook_attempts", "webhook_events", "payments", "subscriptions")
+TABLES = ("webhook_attempts", "webhook_events", "payments", "subscriptions", "mp_alerts")
 
 
 @pytest.fixture(scope="session")
@@ -135,8 +135,8 @@ def post_webhook(
 
 def run_worker(app: Flask) -> None:
     """Run every queued job in this process (RQ's SimpleWorker, burst mode)."""
-    queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    queues = get_queues(app)  # the priority queue first, as worker.py
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
 
 
 def drain(app: Flask, timeout: float = 30.0, until: Callable[[], bool] | None = None) -> None:

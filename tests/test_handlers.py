@@ -19,7 +19,15 @@ def test_payment_events_have_a_handler_other_types_none() -> None:
     assert isinstance(handlers.handler_for("payment"), PaymentHandler)
     assert handlers.handler_for("merchant_order") is None
     assert handlers.handler_for("") is None
-    assert handlers.TOPICS == frozenset({"payment", "subscription_preapproval"})
+    assert handlers.TOPICS == frozenset(
+        {
+            "payment",
+            "subscription_preapproval",
+            "stop_delivery_op_wh",
+            "topic_claims_integration_wh",
+        }
+    )
+    assert handlers.PRIORITY_TOPICS == {"stop_delivery_op_wh", "topic_claims_integration_wh"}
 
 
 def test_a_topic_with_two_handlers_is_refused() -> None:

@@ -112,3 +112,56 @@ def test_unknown_topics_are_ignored(app, client, topic):
     drain(app)
     event = db.session.query(WebhookEvent).one()
     assert event.status == EventStatus.IGNORED
+
+
+def test_simulate_each_new_topic_creates_its_resource_and_notifies(app, sandbox, runner):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from webhooks_app.models import MpAlert
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/webhooks/mp"
+    topics = ("subscription_preapproval", "stop_delivery_op_wh", "topic_claims_integration_wh")
+    try:
+        results = [
+            runner.invoke(
+                args=["webhooks", "simulate", "--url", url, "--count", "1", "--type", topic]
+            )
+            for topic in topics
+        ]
+    finally:
+        server.shutdown()
+    assert [r.exit_code for r in results] == [0, 0, 0], [r.output for r in results]
+    drain(app)
+    events = db.session.query(WebhookEvent).all()
+    assert sorted(e.type for e in events) == sorted(topics)
+    assert {e.status for e in events} == {EventStatus.SUCCESS}
+    assert db.session.query(Subscription).count() == 1
+    assert sorted(a.kind for a in db.session.query(MpAlert)) == ["claim", "fraud_alert"]
+
+
+def test_api_and_cli_show_subscriptions(app, client, sandbox, runner):
+    from conftest import api_headers
+
+    preapproval = sandbox.state.add_preapproval(payer_email="list@example.com", reason="Silver")
+    post_subscription(client, preapproval["id"])
+    drain(app)
+    listed = client.get("/api/subscriptions?status=authorized", headers=api_headers()).get_json()
+    assert [s["mp_preapproval_id"] for s in listed["subscriptions"]] == [preapproval["id"]]
+    assert listed["subscriptions"][0]["tags_applied"] == ["mp-subscription-authorized"]
+    one = client.get(f"/api/subscriptions/{preapproval['id']}", headers=api_headers())
+    assert one.status_code == 200 and one.get_json()["reason"] == "Silver"
+    assert client.get("/api/subscriptions/nope", headers=api_headers()).status_code == 404
+    assert (
+        client.get("/api/subscriptions?status=paused", headers=api_headers()).get_json()[
+            "subscriptions"
+        ]
+        == []
+    )
+    result = runner.invoke(args=["webhooks", "subscriptions"])
+    assert result.exit_code == 0 and preapproval["id"] in result.output
+    assert "list@example.com" in result.output and "1 subscription(s)" in result.output

@@ -125,6 +125,20 @@ def _send_everywhere(message: str, errors: list[str]) -> int:
     return sent
 
 
+def send_alert(message: str) -> int:
+    """Send one message to every configured channel; return how many took it.
+
+    Never raises: a channel that cannot be reached is logged, and the caller (an event's
+    processing) goes on.
+    """
+    errors: list[str] = []
+    try:
+        return _send_everywhere(message, errors)
+    except Exception as exc:  # noqa: BLE001 - e.g. a bad setting: still never fail the caller
+        logger.warning("alert not sent: %s", exc)
+        return 0
+
+
 def send_webhook(message: str) -> None:
     """POST `{"text": …}`, which Slack, Mattermost, Rocket.Chat and others accept."""
     response = requests.post(

@@ -31,6 +31,14 @@ webhooks_cli = AppGroup("webhooks", help="Process, replay, inspect and simulate 
 PAYMENT_STATUSES = ("approved", "pending", "in_process", "rejected", "cancelled", "refunded")
 LIST_MAX = 500
 
+# `simulate --type`: the topics whose resource the sandbox can create.
+SIMULATED_TYPES = (
+    "payment",
+    "subscription_preapproval",
+    "stop_delivery_op_wh",
+    "topic_claims_integration_wh",
+)
+
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(webhooks_cli)
@@ -364,63 +372,90 @@ def _payment_line(event: WebhookEvent) -> str:
     help="Notify about this existing payment instead of creating sandbox payments.",
 )
 @click.option("--ipn", is_flag=True, help="Send the legacy IPN form instead of a signed Webhook.")
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice(SIMULATED_TYPES),
+    default="payment",
+    show_default=True,
+    help="The topic: its resource is created in the sandbox (a subscription, a claim …).",
+)
 def simulate_command(
-    url: str, count: int, payment_status: str, payment_ids: tuple[str, ...], ipn: bool
+    url: str,
+    count: int,
+    payment_status: str,
+    payment_ids: tuple[str, ...],
+    ipn: bool,
+    event_type: str,
 ) -> None:
     """Send signed sample notifications to a running instance, as MercadoPago would."""
     config = current_app.config
-    ids = list(payment_ids) or [_create_sandbox_payment(payment_status) for _ in range(count)]
+    ids = list(payment_ids) or [
+        _create_sandbox_resource(event_type, payment_status) for _ in range(count)
+    ]
     failures = 0
     for payment_id in ids:
-        response = _send_notification(url, payment_id, config.get("MP_WEBHOOK_SECRET"), ipn)
-        click.echo(f"payment {payment_id}: HTTP {response.status_code} {response.text.strip()}")
+        response = _send_notification(
+            url, payment_id, config.get("MP_WEBHOOK_SECRET"), ipn, event_type
+        )
+        click.echo(
+            f"{event_type} {payment_id}: HTTP {response.status_code} {response.text.strip()}"
+        )
         failures += response.status_code != 200
     if failures:
         raise SystemExit(1)
 
 
-def _create_sandbox_payment(status: str) -> str:
+def _create_sandbox_resource(event_type: str, payment_status: str) -> str:
+    """Create the notification's resource in the sandbox; return the id it is notified by."""
+    if event_type == "subscription_preapproval":
+        return _sandbox_post("preapprovals", {"status": "authorized"})
+    payment_id = _sandbox_post("payments", {"status": payment_status})
+    if event_type == "topic_claims_integration_wh":
+        return _sandbox_post("claims", {"resource_id": payment_id})
+    return payment_id  # a payment, or a fraud alert about it
+
+
+def _sandbox_post(what: str, body: dict[str, Any]) -> str:
     base_url = current_app.config["MP_API_BASE_URL"].rstrip("/")
     if "mercadopago.com" in base_url:
         raise click.UsageError(
             "MP_API_BASE_URL is the real API: pass --payment-id for real payments"
         )
     try:
-        response = requests.post(
-            f"{base_url}/_sandbox/payments", json={"status": status}, timeout=5
-        )
+        response = requests.post(f"{base_url}/_sandbox/{what}", json=body, timeout=5)
         response.raise_for_status()
     except requests.RequestException as exc:
         raise click.ClickException(
-            f"could not create a sandbox payment at {base_url}: {exc}"
+            f"could not create a sandbox resource ({what}) at {base_url}: {exc}"
         ) from None
     return str(response.json()["id"])
 
 
 def _send_notification(
-    url: str, payment_id: str, secret: str | None, ipn: bool
+    url: str, payment_id: str, secret: str | None, ipn: bool, event_type: str = "payment"
 ) -> requests.Response:
     request_id = str(uuid.uuid4())
     headers = {"x-request-id": request_id}
     try:
         if ipn:
             return requests.post(
-                url, params={"topic": "payment", "id": payment_id}, headers=headers, timeout=10
+                url, params={"topic": event_type, "id": payment_id}, headers=headers, timeout=10
             )
         body = {
             "id": uuid.uuid4().int % 10**12,
             "live_mode": False,
-            "type": "payment",
+            "type": event_type,
             "date_created": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "api_version": "v1",
-            "action": "payment.updated",
+            "action": "payment.updated" if event_type == "payment" else "updated",
             "data": {"id": payment_id},
         }
         if secret:
             headers["x-signature"] = sign(secret, payment_id, request_id)
         return requests.post(
             url,
-            params={"data.id": payment_id, "type": "payment"},
+            params={"data.id": payment_id, "type": event_type},
             json=body,
             headers=headers,
             timeout=10,
@@ -453,3 +488,29 @@ def catch_up_command(since: datetime | None) -> None:
         f"scanned {report.scanned} payment(s) since {report.since:%Y-%m-%d %H:%M:%S}, "
         f"created {len(report.created)} event(s)"
     )
+
+
+@webhooks_cli.command("subscriptions")
+@click.option("--status", help="Only this status, e.g. authorized.")
+@click.option("--limit", default=50, show_default=True, help="Rows to show (newest first).")
+def subscriptions_command(status: str | None, limit: int) -> None:
+    """List subscriptions (MercadoPago preapprovals), most recently updated first."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Subscription
+    from .timeutil import isoformat
+
+    query = select(Subscription).order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+    if status:
+        query = query.where(Subscription.status == status)
+    rows = db.session.scalars(query.limit(min(limit, LIST_MAX))).all()
+    for row in rows:
+        amount = f"{row.amount} {row.currency or ''}".strip() if row.amount is not None else "-"
+        every = f"every {row.frequency} {row.frequency_type}" if row.frequency else ""
+        click.echo(
+            f"{row.mp_preapproval_id}  {row.status or '-':<10} {row.payer_email or '-':<30} "
+            f"{amount} {every}  next {isoformat(row.next_payment_date) or '-'}  "
+            f"{row.reason or ''}"
+        )
+    click.echo(f"{len(rows)} subscription(s)")

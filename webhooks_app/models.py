@@ -205,6 +205,33 @@ class Subscription(db.Model):
         }
 
 
+class MpAlert(db.Model):
+    """A fraud alert (`stop_delivery_op_wh`) or a claim (`topic_claims_integration_wh`)."""
+
+    __tablename__ = "mp_alerts"
+    __table_args__ = (
+        db.UniqueConstraint("kind", "mp_resource_id", name="uq_mp_alerts_kind_resource"),
+    )
+
+    FRAUD_ALERT = "fraud_alert"
+    CLAIM = "claim"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # The fraud alert's payment id; the claim's id.
+    mp_resource_id: Mapped[str] = mapped_column(String(64))
+    mp_payment_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(255))
+    payer_email: Mapped[str | None] = mapped_column(String(320))
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    # When its one alert message was sent (or tried): never twice across retries.
+    alerted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class WebhookAttempt(db.Model):
     """One processing attempt of an event: the audit trail."""
 

@@ -1,4 +1,4 @@
-"""subscriptions: MercadoPago preapprovals (topic subscription_preapproval)
+"""subscriptions (topic subscription_preapproval) and mp_alerts (fraud alerts, claims)
 
 Revision ID: a5c9e2f41b07
 Revises: e7c1f2a90b13
@@ -43,9 +43,26 @@ def upgrade():
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.create_index('ix_subscriptions_payer_email', ['payer_email'], unique=False)
         batch_op.create_index('ix_subscriptions_updated_at', ['updated_at'], unique=False)
+    op.create_table(
+        'mp_alerts',
+        sa.Column('id', BigId, primary_key=True),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('mp_resource_id', sa.String(length=64), nullable=False),
+        sa.Column('mp_payment_id', sa.String(length=64), nullable=True),
+        sa.Column('status', sa.String(length=32), nullable=True),
+        sa.Column('detail', sa.String(length=255), nullable=True),
+        sa.Column('payer_email', sa.String(length=320), nullable=True),
+        sa.Column('raw', sa.JSON(), nullable=True),
+        sa.Column('ghl_contact_id', sa.String(length=64), nullable=True),
+        sa.Column('alerted_at', sa.DateTime(), nullable=True),
+        sa.Column('created_at', sa.DateTime(), nullable=False),
+        sa.Column('updated_at', sa.DateTime(), nullable=False),
+        sa.UniqueConstraint('kind', 'mp_resource_id', name='uq_mp_alerts_kind_resource'),
+    )
 
 
 def downgrade():
+    op.drop_table('mp_alerts')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_index('ix_subscriptions_updated_at')
         batch_op.drop_index('ix_subscriptions_payer_email')

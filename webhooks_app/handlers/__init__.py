@@ -13,6 +13,7 @@ from sqlalchemy import Row
 
 from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
 from .payment import PaymentHandler
+from .risk import ClaimHandler, FraudAlertHandler
 from .subscription import SubscriptionHandler
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Handler",
     "HandlerContext",
     "HandlerResult",
+    "PRIORITY_TOPICS",
     "handle_event",
     "handler_for",
     "lock_key",
@@ -30,7 +32,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HANDLERS: tuple[Handler, ...] = (PaymentHandler(), SubscriptionHandler())
+HANDLERS: tuple[Handler, ...] = (
+    PaymentHandler(),
+    SubscriptionHandler(),
+    FraudAlertHandler(),
+    ClaimHandler(),
+)
 
 
 def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:
@@ -46,6 +53,10 @@ def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:
 _BY_TOPIC = _by_topic(HANDLERS)
 # The topics processed (the others are ignored).
 TOPICS = frozenset(_BY_TOPIC)
+# The topics queued ahead of bulk work (a handler's `priority = True`): fraud alerts, claims.
+PRIORITY_TOPICS = frozenset(
+    topic for topic, handler in _BY_TOPIC.items() if getattr(handler, "priority", False)
+)
 
 
 def handler_for(event_type: str) -> Handler | None:

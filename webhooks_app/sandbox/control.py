@@ -62,6 +62,12 @@ def add_preapproval() -> Response:
     return json_response(get_state().add_preapproval(**_body()), 200)
 
 
+@bp.post("/claims")
+def add_claim() -> Response:
+    """Create or update a claim on a payment (`resource_id`): a JSON object."""
+    return json_response(get_state().add_claim(**_body()), 200)
+
+
 @bp.post("/faults")
 def set_fault() -> Response:
     """Body: {"api", "key", "status"?, "times"?, "delay"?, "retry_after"?}."""

@@ -117,6 +117,17 @@ class MercadoPagoClient(ApiClient):
         payload = self._http.request_json("GET", path, not_found_retryable=True)
         return self._http.expect_object("GET", path, payload)
 
+    def get_claim(self, claim_id: str) -> dict[str, Any]:
+        """Fetch one claim: `GET /post-purchase/v1/claims/{claim_id}`.
+
+        Source: mercadopago.com developers, reference "claims/get-claim-details" (id,
+        resource ("payment" …), resource_id, status opened|closed, type mediations|
+        cancel_purchase|return, stage claim|dispute|recontact, reason_id, players).
+        """
+        path = f"/post-purchase/v1/claims/{path_segment(claim_id, 'claim_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
     def search_payments(
         self,
         *,
