@@ -19,7 +19,7 @@ from werkzeug.utils import import_string
 
 from webhooks_app import create_app
 from webhooks_app.extensions import db
-from webhooks_app.queueing import get_queue, make_redis
+from webhooks_app.queueing import get_queues, make_redis, queue_names
 
 logger = logging.getLogger("webhooks_app.worker")
 
@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         worker_class = import_string(app.config["RQ_WORKER_CLASS"])
         while True:
             worker = worker_class(
-                [get_queue(app, connection)], connection=connection, name=args.name
+                get_queues(app, connection), connection=connection, name=args.name
             )
             logger.info(
                 "worker %s (%s) listening on %s",
                 worker.name,
                 worker_class.__name__,
-                app.config["RQ_QUEUE_NAME"],
+                ", ".join(queue_names(app)),  # the priority queue first
             )
             try:
                 worker.work(burst=args.burst, logging_level=app.config["LOG_LEVEL"])

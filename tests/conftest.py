@@ -31,7 +31,7 @@ from webhooks_app import create_app
 from webhooks_app.config import TestingConfig
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
-from webhooks_app.queueing import get_queue, get_redis, get_scheduler
+from webhooks_app.queueing import get_queues, get_redis, get_scheduler
 from webhooks_app.sandbox import SandboxServer
 from webhooks_app.signatures import sign
 
@@ -44,6 +44,8 @@ TABLES = (
     "merchant_orders",
     "chargebacks",
     "payments",
+    "subscriptions",
+    "mp_alerts",
     "erasures",
     "processing_pauses",
     "processing_pause_log",
@@ -149,8 +151,8 @@ def post_webhook(
 
 def run_worker(app: Flask) -> None:
     """Run every queued job in this process (RQ's SimpleWorker, burst mode)."""
-    queue = get_queue(app)
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    queues = get_queues(app)  # the priority queue first, as worker.py
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
 
 
 def drain(app: Flask, timeout: float = 30.0, until: Callable[[], bool] | None = None) -> None:

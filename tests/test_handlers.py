@@ -19,8 +19,19 @@ def test_payment_events_have_a_handler_other_types_none() -> None:
     assert isinstance(handlers.handler_for("payment"), PaymentHandler)
     assert handlers.handler_for("subscription_preapproval_plan") is None
     assert handlers.handler_for("") is None
-    assert {"payment", "merchant_order", "topic_merchant_order_wh"} <= handlers.TOPICS
-    assert {"chargebacks", "topic_chargebacks_wh"} <= handlers.TOPICS
+    assert handlers.TOPICS == frozenset(
+        {
+            "payment",
+            "merchant_order",
+            "topic_merchant_order_wh",
+            "chargebacks",
+            "topic_chargebacks_wh",
+            "subscription_preapproval",
+            "stop_delivery_op_wh",
+            "topic_claims_integration_wh",
+        }
+    )
+    assert handlers.PRIORITY_TOPICS == {"stop_delivery_op_wh", "topic_claims_integration_wh"}
 
 
 def test_a_topic_with_two_handlers_is_refused() -> None:

@@ -64,10 +64,15 @@ def check_and_alert(now: datetime | None = None) -> AlertReport:
 
 
 def send_alert(message: str) -> AlertReport:
-    """Send one message now on every configured channel (a breaker opening); never raises."""
+    """Send one message now on every configured channel (a breaker opening, a fraud alert,
+    a claim, a chargeback); never raises: the caller (an event's processing) goes on."""
     report = AlertReport(messages=[message])
-    if channels_configured():
-        report.sent = send_everywhere(message, report.errors)
+    try:
+        if channels_configured():
+            report.sent = send_everywhere(message, report.errors)
+    except Exception as exc:  # noqa: BLE001 - e.g. a bad setting: still never fail the caller
+        logger.warning("alert not sent: %s", redact(str(exc)))
+        report.errors.append(redact(str(exc)))
     return report
 
 
@@ -160,6 +165,7 @@ def redact(text: str) -> str:
         if secret == url or len(secret) >= MIN_SECRET_CHARS:
             text = text.replace(secret, REDACTED)
     return text
+
 
 
 def send_webhook(message: str) -> None:

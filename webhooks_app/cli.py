@@ -36,12 +36,16 @@ TEST_PAYMENT_ID_BASE = 990_000_000_000
 
 # The Webhooks form's type per topic (newer integrations: `topic_*_wh`; the IPN form's
 # topic is the short name). MercadoPago developers, "Notifications" / "Chargebacks".
-SIMULATED_TOPICS = ("payment", "merchant_order", "chargebacks")
 WEBHOOK_TYPES = {
     "payment": "payment",
     "merchant_order": "topic_merchant_order_wh",
     "chargebacks": "topic_chargebacks_wh",
+    "subscription_preapproval": "subscription_preapproval",
+    "stop_delivery_op_wh": "stop_delivery_op_wh",
+    "topic_claims_integration_wh": "topic_claims_integration_wh",
 }
+# `simulate --type`: the topics whose resource the sandbox can create.
+SIMULATED_TOPICS = tuple(WEBHOOK_TYPES)
 
 
 def init_app(app: Flask) -> None:
@@ -394,7 +398,8 @@ def _payment_line(event: WebhookEvent) -> str:
     type=click.Choice(SIMULATED_TOPICS),
     default="payment",
     show_default=True,
-    help="The resource: a sandbox merchant order (of a new payment) or chargeback is created.",
+    help="The topic: its resource is created in the sandbox (a merchant order or a "
+    "chargeback of a new payment, a subscription, a claim …).",
 )
 def simulate_command(
     url: str,
@@ -434,39 +439,32 @@ def simulate_command(
         raise SystemExit(1)
 
 
-def _create_sandbox_resource(topic: str, status: str) -> str:
-    """A new sandbox payment, or merchant order / chargeback of a new payment; its id."""
-    payment_id = _create_sandbox_payment(status)
-    if topic == "payment":
-        return payment_id
-    path, body = (
-        ("merchant-orders", {"payment_ids": [payment_id]})
-        if topic == "merchant_order"
-        else ("chargebacks", {"payment_id": payment_id})
-    )
-    base_url = current_app.config["MP_API_BASE_URL"].rstrip("/")
-    try:
-        response = requests.post(f"{base_url}/_sandbox/{path}", json=body, timeout=5)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise click.ClickException(f"could not create a sandbox {topic}: {exc}") from None
-    return str(response.json()["id"])
+def _create_sandbox_resource(topic: str, payment_status: str) -> str:
+    """Create the notification's resource in the sandbox; return the id it is notified by."""
+    if topic == "subscription_preapproval":
+        return _sandbox_post("preapprovals", {"status": "authorized"})
+    payment_id = _sandbox_post("payments", {"status": payment_status})
+    if topic == "merchant_order":
+        return _sandbox_post("merchant-orders", {"payment_ids": [payment_id]})
+    if topic == "chargebacks":
+        return _sandbox_post("chargebacks", {"payment_id": payment_id})
+    if topic == "topic_claims_integration_wh":
+        return _sandbox_post("claims", {"resource_id": payment_id})
+    return payment_id  # a payment, or a fraud alert about it
 
 
-def _create_sandbox_payment(status: str) -> str:
+def _sandbox_post(what: str, body: dict[str, Any]) -> str:
     base_url = current_app.config["MP_API_BASE_URL"].rstrip("/")
     if "mercadopago.com" in base_url:
         raise click.UsageError(
             "MP_API_BASE_URL is the real API: pass --payment-id for real payments"
         )
     try:
-        response = requests.post(
-            f"{base_url}/_sandbox/payments", json={"status": status}, timeout=5
-        )
+        response = requests.post(f"{base_url}/_sandbox/{what}", json=body, timeout=5)
         response.raise_for_status()
     except requests.RequestException as exc:
         raise click.ClickException(
-            f"could not create a sandbox payment at {base_url}: {exc}"
+            f"could not create a sandbox resource ({what}) at {base_url}: {exc}"
         ) from None
     return str(response.json()["id"])
 
@@ -535,6 +533,32 @@ def catch_up_command(since: datetime | None) -> None:
         f"scanned {report.scanned} payment(s) since {report.since:%Y-%m-%d %H:%M:%S}, "
         f"created {len(report.created)} event(s)"
     )
+
+
+@webhooks_cli.command("subscriptions")
+@click.option("--status", help="Only this status, e.g. authorized.")
+@click.option("--limit", default=50, show_default=True, help="Rows to show (newest first).")
+def subscriptions_command(status: str | None, limit: int) -> None:
+    """List subscriptions (MercadoPago preapprovals), most recently updated first."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Subscription
+    from .timeutil import isoformat
+
+    query = select(Subscription).order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+    if status:
+        query = query.where(Subscription.status == status)
+    rows = db.session.scalars(query.limit(min(limit, LIST_MAX))).all()
+    for row in rows:
+        amount = f"{row.amount} {row.currency or ''}".strip() if row.amount is not None else "-"
+        every = f"every {row.frequency} {row.frequency_type}" if row.frequency else ""
+        click.echo(
+            f"{row.mp_preapproval_id}  {row.status or '-':<10} {row.payer_email or '-':<30} "
+            f"{amount} {every}  next {isoformat(row.next_payment_date) or '-'}  "
+            f"{row.reason or ''}"
+        )
+    click.echo(f"{len(rows)} subscription(s)")
 
 
 # pause/resume/status and the merchant order and chargeback commands (their own modules).

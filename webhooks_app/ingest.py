@@ -259,7 +259,8 @@ def _enqueue(created: list[_Request]) -> None:
     ids = [request.result.id for request in created if request.result]
     traces = {request.result.id: request.trace for request in created if request.result}
     try:
-        queueing.enqueue_events([(event_id, 1) for event_id in ids], traces=traces)
+        types = {r.result.id: r.notification.type for r in created if r.result}
+        queueing.enqueue_events([(event_id, 1) for event_id in ids], traces=traces, types=types)
     except RedisError as exc:
         logger.warning("Redis unavailable, events %s not queued (stay pending): %s", ids, exc)
         return

@@ -185,6 +185,84 @@ class WebhookEvent(db.Model):
         return data
 
 
+class Subscription(db.Model):
+    """A MercadoPago subscription (preapproval), as last read (migration a5c9e2f41b07)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        db.UniqueConstraint("mp_preapproval_id", name="uq_subscriptions_mp_preapproval_id"),
+        Index("ix_subscriptions_payer_email", "payer_email"),
+        Index("ix_subscriptions_updated_at", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mp_preapproval_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32))
+    payer_email: Mapped[str | None] = mapped_column(String(320))
+    preapproval_plan_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    external_reference: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    frequency: Mapped[int | None] = mapped_column(Integer)
+    frequency_type: Mapped[str | None] = mapped_column(String(16))
+    next_payment_date: Mapped[datetime | None] = mapped_column(DateTime)
+    # MercadoPago's `last_modified`: an older read never overwrites a newer one.
+    mp_last_modified: Mapped[datetime | None] = mapped_column(DateTime)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    tags_applied: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mp_preapproval_id": self.mp_preapproval_id,
+            "status": self.status,
+            "payer_email": self.payer_email,
+            "preapproval_plan_id": self.preapproval_plan_id,
+            "reason": self.reason,
+            "external_reference": self.external_reference,
+            "amount": str(self.amount) if self.amount is not None else None,
+            "currency": self.currency,
+            "frequency": self.frequency,
+            "frequency_type": self.frequency_type,
+            "next_payment_date": isoformat(self.next_payment_date),
+            "ghl_contact_id": self.ghl_contact_id,
+            "tags_applied": self.tags_applied or [],
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
+
+
+class MpAlert(db.Model):
+    """A fraud alert (`stop_delivery_op_wh`) or a claim (`topic_claims_integration_wh`)."""
+
+    __tablename__ = "mp_alerts"
+    __table_args__ = (
+        db.UniqueConstraint("kind", "mp_resource_id", name="uq_mp_alerts_kind_resource"),
+    )
+
+    FRAUD_ALERT = "fraud_alert"
+    CLAIM = "claim"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # The fraud alert's payment id; the claim's id.
+    mp_resource_id: Mapped[str] = mapped_column(String(64))
+    mp_payment_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(255))
+    payer_email: Mapped[str | None] = mapped_column(String(320))
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
+    # When its one alert message was sent (or tried): never twice across retries.
+    alerted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class WebhookAttempt(db.Model):
     """One processing attempt of an event: the audit trail."""
 

@@ -75,13 +75,46 @@ def get_redis(app: Flask | None = None) -> Redis:
     return (app or current_app).extensions["redis"]
 
 
-def get_queue(app: Flask | None = None, connection: Redis | None = None) -> Queue:
+# The priority queue's name is the bulk queue's with this suffix (`webhooks-priority`).
+PRIORITY_SUFFIX = "-priority"
+
+
+def queue_names(app: Flask | None = None) -> tuple[str, str]:
+    """(priority queue, bulk queue): the order workers read them in."""
+    name = (app or current_app).config["RQ_QUEUE_NAME"]
+    return f"{name}{PRIORITY_SUFFIX}", name
+
+
+def is_priority(event_type: str | None) -> bool:
+    """Whether events of this type go to the priority queue (their handler's `priority`)."""
+    # Imported here: the handlers import modules that import this one.
+    from .handlers import PRIORITY_TOPICS
+
+    return event_type in PRIORITY_TOPICS
+
+
+def queue_name_for(event_type: str | None, app: Flask | None = None) -> str:
+    """The queue an event of this type is put on."""
+    priority, bulk = queue_names(app)
+    return priority if is_priority(event_type) else bulk
+
+
+def get_queue(
+    app: Flask | None = None, connection: Redis | None = None, name: str | None = None
+) -> Queue:
+    """The bulk queue (RQ_QUEUE_NAME), or the queue `name`."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     return Queue(
-        app.config["RQ_QUEUE_NAME"],
+        name or app.config["RQ_QUEUE_NAME"],
         connection=connection or get_redis(app),
         default_timeout=app.config["RQ_JOB_TIMEOUT"],
     )
+
+
+def get_queues(app: Flask | None = None, connection: Redis | None = None) -> list[Queue]:
+    """The priority queue, then the bulk queue: what a worker listens to, in that order."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return [get_queue(app, connection, name) for name in queue_names(app)]
 
 
 def get_scheduler(app: Flask | None = None, connection: Redis | None = None) -> Scheduler:
@@ -110,15 +143,20 @@ def enqueue_events(
     attempts: Sequence[tuple[int, int]],
     suffix: str = "",
     traces: Mapping[int, Mapping[str, str]] | None = None,
+    types: Mapping[int, str] | None = None,
 ) -> list[str]:
     """Put attempts `(event_id, attempt)` on the queue now, in one Redis round trip.
+
+    `types[event_id]` (the event's type) picks the queue: the priority queue for a
+    priority topic (fraud alerts, claims), else the bulk queue.
 
     Each job's meta carries its event's trace context: `traces[event_id]`, or the
     current one (see tracing.py). Raises redis.RedisError when Redis is unreachable
     (then none is queued).
     """
-    queue = get_queue()
+    queues = {name: get_queue(name=name) for name in queue_names()}
     current = tracing.current_carrier()
+    types = types or {}
     jobs = [
         Queue.prepare_data(
             PROCESS_EVENT_JOB,
@@ -129,18 +167,29 @@ def enqueue_events(
         )
         for event_id, attempt in attempts
     ]
-    with queue.connection.pipeline() as pipeline:
-        queue.enqueue_many(jobs, pipeline=pipeline)
+    by_queue: dict[str, list[Any]] = {}
+    for (event_id, _attempt), job in zip(attempts, jobs, strict=True):
+        by_queue.setdefault(queue_name_for(types.get(event_id)), []).append(job)
+    bulk = queues[queue_names()[1]]
+    with bulk.connection.pipeline() as pipeline:
+        for name, queued in by_queue.items():
+            queues[name].enqueue_many(queued, pipeline=pipeline)
         pipeline.execute()
     return [job.job_id for job in jobs]
 
 
-def enqueue_event(event_id: int, attempt: int, suffix: str = "") -> str:
-    """Put an attempt on the queue now. Raises redis.RedisError when Redis is unreachable."""
-    return enqueue_events([(event_id, attempt)], suffix)[0]
+def enqueue_event(
+    event_id: int, attempt: int, suffix: str = "", event_type: str | None = None
+) -> str:
+    """Put an attempt on its type's queue now. Raises redis.RedisError when Redis is
+    unreachable."""
+    types = {event_id: event_type} if event_type else None
+    return enqueue_events([(event_id, attempt)], suffix, types=types)[0]
 
 
-def schedule_event(event_id: int, attempt: int, at: datetime, suffix: str = "") -> str:
+def schedule_event(
+    event_id: int, attempt: int, at: datetime, suffix: str = "", event_type: str | None = None
+) -> str:
     """Have rq-scheduler enqueue an attempt at `at` (naive UTC). Raises redis.RedisError."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     options = _job_options(event_id, attempt, suffix)
@@ -151,7 +200,7 @@ def schedule_event(event_id: int, attempt: int, at: datetime, suffix: str = "") 
         PROCESS_EVENT_JOB,
         event_id,
         timeout=app.config["RQ_JOB_TIMEOUT"],
-        queue_name=app.config["RQ_QUEUE_NAME"],
+        queue_name=queue_name_for(event_type, app),
         # The attempt continues the trace of the one scheduling it.
         meta=tracing.job_meta(tracing.current_carrier()),
         **options,

@@ -126,9 +126,11 @@ def schedule_attempt(event: WebhookEvent, suffix: str = "") -> bool:
     attempt = event.attempts + 1
     try:
         if event.next_retry_at is None or event.next_retry_at <= utcnow():
-            queueing.enqueue_event(event.id, attempt, suffix)
+            queueing.enqueue_event(event.id, attempt, suffix, event.type)
         else:
-            queueing.schedule_event(event.id, attempt, event.next_retry_at, suffix)
+            queueing.schedule_event(
+                event.id, attempt, event.next_retry_at, suffix, event.type
+            )
     except RedisError as exc:
         logger.warning(
             "event %s: Redis unavailable, attempt %s not queued: %s", event.id, attempt, exc

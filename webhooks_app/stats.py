@@ -174,16 +174,18 @@ def queue_depth() -> dict[str, Any]:
     Redis being down is a fact to show, not an error: `error` says so.
     """
     try:
-        queue = queueing.get_queue()
+        # Both queues count: the priority queue (fraud alerts, claims) and the bulk one.
+        queues = queueing.get_queues()
         scheduler = queueing.get_scheduler()
-        queued = queue.count
+        queued = sum(queue.count for queue in queues)
         scheduled = scheduler.count()
         return {
-            "queue": queue.name,
+            "queue": queues[-1].name,
+            "queues": {queue.name: queue.count for queue in queues},
             "queued": queued,
             "scheduled": scheduled,
-            "started": queue.started_job_registry.count,
-            "failed": queue.failed_job_registry.count,
+            "started": sum(queue.started_job_registry.count for queue in queues),
+            "failed": sum(queue.failed_job_registry.count for queue in queues),
             "total": queued + scheduled,
             "error": None,
         }
@@ -191,6 +193,7 @@ def queue_depth() -> dict[str, Any]:
         logger.warning("queue depth unavailable: %s", exc)
         return {
             "queue": None,
+            "queues": None,
             "queued": None,
             "scheduled": None,
             "started": None,

@@ -82,9 +82,17 @@ class CRM(Protocol):
         """
         ...
 
-    def tag_contact(
-        self, email: str, tags: list[str], renew_lease: Callable[[], None] = no_op
+    def tag(
+        self,
+        email: str,
+        add: list[str] | tuple[str, ...] = (),
+        remove: list[str] | tuple[str, ...] = (),
+        renew_lease: Callable[[], None] = no_op,
     ) -> str:
-        """Upsert the contact with this e-mail and add `tags`; return the contact's id.
-        Idempotent; raises on failure. (For resources other than payments: chargebacks.)"""
+        """Upsert the contact with this e-mail, add then remove tags; return its contact id.
+
+        Idempotent (removing an absent tag or adding a present one changes nothing), for
+        resources other than payments (chargebacks, subscriptions, fraud alerts, claims). Raises on
+        failure.
+        """
         ...

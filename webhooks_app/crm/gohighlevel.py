@@ -50,10 +50,14 @@ class GoHighLevelCRM:
     ) -> ContactChange | None:
         return sync_contact(payment, renew_lease)
 
-    def tag_contact(
-        self, email: str, tags: list[str], renew_lease: Callable[[], None] = no_op
+    def tag(
+        self,
+        email: str,
+        add: list[str] | tuple[str, ...] = (),
+        remove: list[str] | tuple[str, ...] = (),
+        renew_lease: Callable[[], None] = no_op,
     ) -> str:
-        return tag_contact(email, tags, renew_lease)
+        return tag_contact(email, add, remove, renew_lease)
 
 
 GOHIGHLEVEL = GoHighLevelCRM()
@@ -251,11 +255,24 @@ class ContactBusy(Exception):
 
 
 
-def tag_contact(email: str, tags: list[str], renew_lease: Callable[[], None] = no_op) -> str:
-    """Upsert the contact by e-mail and add `tags` (both idempotent); return its id."""
+def tag_contact(
+    email: str,
+    add: list[str] | tuple[str, ...] = (),
+    remove: list[str] | tuple[str, ...] = (),
+    renew_lease: Callable[[], None] = no_op,
+) -> str:
+    """Upsert the contact by e-mail, add `add`, then remove `remove`; return the contact id.
+
+    Both idempotent. Adding first, as for payments: a crash between the two calls leaves
+    both tags for a moment, never neither, and the retry finishes the removal.
+    """
     contact = call_gohighlevel(lambda client: client.upsert_contact(email=email), renew_lease)
     contact_id = str(contact["id"])
-    renew_lease()
-    if tags:
-        call_gohighlevel(lambda client: client.add_tags(contact_id, list(tags)), renew_lease)
+    if add:
+        renew_lease()
+        call_gohighlevel(lambda client: client.add_tags(contact_id, list(add)), renew_lease)
+    removing = [tag for tag in remove if tag not in add]
+    if removing:
+        renew_lease()
+        call_gohighlevel(lambda client: client.remove_tags(contact_id, removing), renew_lease)
     return contact_id

@@ -15,6 +15,8 @@ from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
 from .chargeback import ChargebackHandler
 from .merchant_order import MerchantOrderHandler
 from .payment import PaymentHandler
+from .risk import ClaimHandler, FraudAlertHandler
+from .subscription import SubscriptionHandler
 
 __all__ = [
     "HANDLERS",
@@ -23,6 +25,7 @@ __all__ = [
     "Handler",
     "HandlerContext",
     "HandlerResult",
+    "PRIORITY_TOPICS",
     "handle_event",
     "handler_for",
     "lock_key",
@@ -31,7 +34,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HANDLERS: tuple[Handler, ...] = (PaymentHandler(), MerchantOrderHandler(), ChargebackHandler())
+HANDLERS: tuple[Handler, ...] = (
+    PaymentHandler(),
+    MerchantOrderHandler(),
+    ChargebackHandler(),
+    SubscriptionHandler(),
+    FraudAlertHandler(),
+    ClaimHandler(),
+)
 
 
 def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:
@@ -47,6 +57,10 @@ def _by_topic(handlers: tuple[Handler, ...]) -> dict[str, Handler]:
 _BY_TOPIC = _by_topic(HANDLERS)
 # The topics processed (the others are ignored).
 TOPICS = frozenset(_BY_TOPIC)
+# The topics queued ahead of bulk work (a handler's `priority = True`): fraud alerts, claims.
+PRIORITY_TOPICS = frozenset(
+    topic for topic, handler in _BY_TOPIC.items() if getattr(handler, "priority", False)
+)
 
 
 def handler_for(event_type: str) -> Handler | None:

@@ -52,7 +52,7 @@ class ChargebackHandler:
         context.renew_lease()
         tag = current_app.config["CHARGEBACK_TAG"]
         if email and tag:
-            contact_id = context.crm.tag_contact(email, [tag], context.renew_lease)
+            contact_id = context.crm.tag(email, add=[tag], renew_lease=context.renew_lease)
             if contact_id != chargeback.ghl_contact_id:
                 chargeback.ghl_contact_id = contact_id
                 db.session.commit()

@@ -66,6 +66,16 @@ def add_merchant_order() -> Response:
 def add_chargeback() -> Response:
     """Create or update a chargeback: {"payment_id"?, "id"?, any chargeback field}."""
     return json_response(get_state().add_chargeback(**_body()), 200)
+@bp.post("/preapprovals")
+def add_preapproval() -> Response:
+    """Create or update a subscription (preapproval): a JSON object, `id` to update."""
+    return json_response(get_state().add_preapproval(**_body()), 200)
+
+
+@bp.post("/claims")
+def add_claim() -> Response:
+    """Create or update a claim on a payment (`resource_id`): a JSON object."""
+    return json_response(get_state().add_claim(**_body()), 200)
 
 
 @bp.post("/faults")

@@ -106,3 +106,27 @@ def get_chargeback(chargeback_id: str) -> Response:
     if chargeback is None:
         return json_response(mp_error(404, "chargeback not found"), 404)
     return json_response(chargeback, 200)
+@bp.get("/preapproval/<preapproval_id>")
+def get_preapproval(preapproval_id: str) -> Response:
+    """One subscription by id (`GET /preapproval/{id}`), faulted like payments (by id)."""
+    mark_api_call(MERCADOPAGO, preapproval_id)
+    refusal = _check_token() or admit(MERCADOPAGO, preapproval_id, mp_error)
+    if refusal is not None:
+        return refusal
+    preapproval = get_state().get_preapproval(preapproval_id)
+    if preapproval is None:
+        return json_response(mp_error(404, f"preapproval {preapproval_id} not found"), 404)
+    return json_response(preapproval, 200)
+
+
+@bp.get("/post-purchase/v1/claims/<claim_id>")
+def get_claim(claim_id: str) -> Response:
+    """One claim by id (`GET /post-purchase/v1/claims/{claim_id}`), faulted by id."""
+    mark_api_call(MERCADOPAGO, claim_id)
+    refusal = _check_token() or admit(MERCADOPAGO, claim_id, mp_error)
+    if refusal is not None:
+        return refusal
+    claim = get_state().get_claim(claim_id)
+    if claim is None:
+        return json_response(mp_error(404, f"claim {claim_id} not found"), 404)
+    return json_response(claim, 200)

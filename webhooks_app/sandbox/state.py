@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import claims as mp_claims
 from . import contacts as ghl_contacts
 from . import orders as mp_orders
 from . import payments as mp_payments
+from . import preapprovals as mp_preapprovals
 from .faults import (
     GHL_BURST_SECONDS,
     GHL_DAILY_REQUESTS,
@@ -75,6 +77,8 @@ class SandboxState:
             self._payments: dict[int, dict[str, Any]] = {}
             self._merchant_orders: dict[int, dict[str, Any]] = {}
             self._chargebacks: dict[str, dict[str, Any]] = {}
+            self._preapprovals: dict[str, dict[str, Any]] = {}
+            self._claims: dict[str, dict[str, Any]] = {}
             self._contacts: dict[str, dict[str, Any]] = {}
             # (locationId, "email" or "phone", value) -> contact id
             self._contact_index: dict[tuple[str, str, str], str] = {}
@@ -210,6 +214,48 @@ class SandboxState:
         with self._lock:
             chargeback = self._chargebacks.get(str(chargeback_id))
             return copy.deepcopy(chargeback) if chargeback is not None else None
+    # -- MercadoPago subscriptions (preapprovals) -----------------------------------
+
+    def add_preapproval(self, **fields: Any) -> dict[str, Any]:
+        """Create a subscription, or update it when `id` exists; return a copy of it."""
+        with self._lock:
+            now = mp_payments.format_mp_time(self._tick())
+            preapproval_id = str(fields.get("id") or mp_preapprovals.new_preapproval_id())
+            existing = self._preapprovals.get(preapproval_id)
+            if existing is None:
+                preapproval = mp_preapprovals.new_preapproval(preapproval_id, now, fields)
+                self._preapprovals[preapproval_id] = preapproval
+            else:
+                preapproval = mp_preapprovals.update_preapproval(existing, fields, now)
+            logger.info("preapproval %s: %s", preapproval_id, preapproval["status"])
+            return copy.deepcopy(preapproval)
+
+    def get_preapproval(self, preapproval_id: str) -> dict[str, Any] | None:
+        """A copy of the subscription, or None."""
+        with self._lock:
+            preapproval = self._preapprovals.get(str(preapproval_id))
+            return copy.deepcopy(preapproval) if preapproval is not None else None
+
+    # -- MercadoPago claims --------------------------------------------------------
+
+    def add_claim(self, **fields: Any) -> dict[str, Any]:
+        """Create a claim on a payment (`resource_id`), or update it when `id` exists."""
+        with self._lock:
+            now = mp_payments.format_mp_time(self._tick())
+            claim_id = str(fields.get("id") or self._ids.randrange(5_000_000_000, 5_999_999_999))
+            claim = self._claims.get(claim_id)
+            if claim is None:
+                claim = mp_claims.new_claim(int(claim_id), now, fields)
+                self._claims[claim_id] = claim
+            else:
+                claim.update({k: v for k, v in fields.items() if k != "id"}, last_updated=now)
+            return copy.deepcopy(claim)
+
+    def get_claim(self, claim_id: str) -> dict[str, Any] | None:
+        """A copy of the claim, or None."""
+        with self._lock:
+            claim = self._claims.get(str(claim_id))
+            return copy.deepcopy(claim) if claim is not None else None
 
     # -- GoHighLevel contacts ------------------------------------------------------
 

@@ -130,6 +130,31 @@ class MercadoPagoClient(ApiClient):
         payload = self._http.request_json("GET", path, not_found_retryable=True)
         return self._http.expect_object("GET", path, payload)
 
+    def get_preapproval(self, preapproval_id: str) -> dict[str, Any]:
+        """Fetch one subscription (preapproval): `GET /preapproval/{id}`.
+
+        Source: mercadopago.com developers, reference "subscriptions/get-preapproval"
+        (id, payer_email, status pending|authorized|paused|cancelled, reason,
+        preapproval_plan_id, external_reference, next_payment_date, last_modified,
+        auto_recurring {frequency, frequency_type, transaction_amount, currency_id});
+        mercadopago/sdk-python `resources/preapproval.py` (`get`: "/preapproval/" + id).
+        A 404 is retryable, like a payment's (notified before readable).
+        """
+        path = f"/preapproval/{path_segment(preapproval_id, 'preapproval_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
+    def get_claim(self, claim_id: str) -> dict[str, Any]:
+        """Fetch one claim: `GET /post-purchase/v1/claims/{claim_id}`.
+
+        Source: mercadopago.com developers, reference "claims/get-claim-details" (id,
+        resource ("payment" …), resource_id, status opened|closed, type mediations|
+        cancel_purchase|return, stage claim|dispute|recontact, reason_id, players).
+        """
+        path = f"/post-purchase/v1/claims/{path_segment(claim_id, 'claim_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
     def search_payments(
         self,
         *,
