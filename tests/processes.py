@@ -141,6 +141,28 @@ class Processes:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def send_topic(
+        self, event_type: str, resource_id: int | str, *, live_mode: bool = True
+    ) -> requests.Response:
+        """POST a signed Webhooks-form notification of any topic to the running web process."""
+        resource_id, request_id = str(resource_id), str(uuid.uuid4())
+        body = {
+            **notification(resource_id),
+            "type": event_type,
+            "action": f"{event_type}.updated",
+            "live_mode": live_mode,
+        }
+        return requests.post(
+            f"{self.url}/webhooks/mp",
+            params={"data.id": resource_id, "type": event_type},
+            json=body,
+            headers={
+                "x-request-id": request_id,
+                "x-signature": sign(WEBHOOK_SECRET, resource_id, request_id),
+            },
+            timeout=10,
+        )
+
     def send(self, payment_id: int | str, **kwargs: Any) -> requests.Response:
         """POST a signed Webhooks-form notification to the running web process."""
         request_id = kwargs.pop("request_id", None) or str(uuid.uuid4())

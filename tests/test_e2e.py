@@ -72,3 +72,64 @@ def test_signed_notifications_travel_through_the_whole_system(service, sandbox):
         healthy["payer"]["email"]: ["mp-payment-approved"],
         flaky["payer"]["email"]: ["mp-payment-rejected"],
     }
+
+
+def test_one_notification_of_every_topic_through_the_whole_system(service, sandbox):
+    """Issue 16's acceptance: each topic MercadoPago sends, through gunicorn, the worker
+    (both queues) and the scheduler, ends as it should in the database and in GHL."""
+    state = sandbox.state
+    paid = state.add_payment(status="approved")
+    ordered = state.add_payment(status="approved")
+    order = state.add_merchant_order(payment_ids=[ordered["id"]])
+    disputed = state.add_payment(status="approved")
+    chargeback = state.add_chargeback(payment_id=disputed["id"])
+    subscription = state.add_preapproval(status="authorized", payer_email="sub@example.com")
+    flagged = state.add_payment(status="approved")
+    claimed = state.add_payment(status="approved")
+    claim = state.add_claim(resource_id=claimed["id"])
+
+    sent = {
+        "payment": service.send_topic("payment", paid["id"]),
+        "topic_merchant_order_wh": service.send_topic("topic_merchant_order_wh", order["id"]),
+        "topic_chargebacks_wh": service.send_topic("topic_chargebacks_wh", chargeback["id"]),
+        "subscription_preapproval": service.send_topic(
+            "subscription_preapproval", subscription["id"]
+        ),
+        "stop_delivery_op_wh": service.send_topic("stop_delivery_op_wh", flagged["id"]),
+        "topic_claims_integration_wh": service.send_topic(
+            "topic_claims_integration_wh", claim["id"]
+        ),
+        "point_integration_wh": service.send_topic("point_integration_wh", "123"),
+        "simulated": service.send_topic("payment", 990_000_000_123, live_mode=False),
+    }
+    assert {name: answer.status_code for name, answer in sent.items()} == dict.fromkeys(sent, 200)
+    ids = {name: answer.json()["event_id"] for name, answer in sent.items()}
+    events = final_events(list(ids.values()), timeout=90)
+    statuses = {name: events[event_id].status for name, event_id in ids.items()}
+    assert statuses == {
+        **dict.fromkeys(ids, EventStatus.SUCCESS),
+        "point_integration_wh": EventStatus.IGNORED,
+        "simulated": EventStatus.IGNORED,
+    }
+    assert events[ids["simulated"]].last_error == "MercadoPago test notification"
+
+    # The merchant order's payment came in as a payment event of its own.
+    from processes import wait_until
+
+    def order_payment_done():
+        db.session.expire_all()
+        found = (
+            db.session.query(WebhookEvent)
+            .filter_by(type="payment", resource_id=str(ordered["id"]), source="merchant_order")
+            .all()
+        )
+        return found if found and all(e.status == EventStatus.SUCCESS for e in found) else None
+
+    wait_until(order_payment_done, 60, 0.2, "for the order's payment event")
+    tags = {c["email"]: set(c["tags"]) for c in sandbox.state.contacts()}
+    assert tags[paid["payer"]["email"]] == {"mp-payment-approved"}
+    assert tags[ordered["payer"]["email"]] == {"mp-payment-approved"}
+    assert "mp-chargeback" in tags[disputed["payer"]["email"]]
+    assert tags["sub@example.com"] == {"mp-subscription-authorized"}
+    assert "mp-fraud-alert" in tags[flagged["payer"]["email"]]
+    assert "mp-claim" in tags[claimed["payer"]["email"]]
