@@ -194,10 +194,13 @@ def drain(batch: int = RESUME_BATCH) -> tuple[int, str | None]:
     paused = paused_stages(fresh=True)
     if ALL in paused:
         return 0, None
-    held_types = {"payment"} if any(stage in paused for stage in UPSTREAMS) else set()
+    from .handlers import TOPICS  # the registry imports the CRM, which imports this
+
+    # A stage still paused holds every handled topic (each reads MercadoPago, then GHL).
+    held_types = set(TOPICS) if any(stage in paused for stage in UPSTREAMS) else set()
     now = utcnow()
     query = (
-        select(WebhookEvent.id, WebhookEvent.attempts, WebhookEvent.received_at)
+        select(WebhookEvent.id, WebhookEvent.attempts, WebhookEvent.received_at, WebhookEvent.type)
         .where(
             WebhookEvent.status == EventStatus.PENDING,
             or_(WebhookEvent.next_retry_at.is_(None), WebhookEvent.next_retry_at <= now),
@@ -222,7 +225,10 @@ def drain(batch: int = RESUME_BATCH) -> tuple[int, str | None]:
         if not rows:
             return enqueued, None
         try:
-            queueing.enqueue_events([(row.id, row.attempts + 1) for row in rows])
+            queueing.enqueue_events(
+                [(row.id, row.attempts + 1) for row in rows],
+                types={row.id: row.type for row in rows},  # fraud alerts and claims first
+            )
         except RedisError as exc:  # they stay pending, due: the reconciler enqueues them
             logger.warning("resume: Redis unavailable after %d event(s): %s", enqueued, exc)
             return enqueued, str(exc)
