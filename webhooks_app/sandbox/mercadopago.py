@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Blueprint, Response, request
 from werkzeug.http import HTTP_STATUS_CODES
@@ -67,66 +68,55 @@ def search_payments() -> Response:
     return json_response(result, 200)
 
 
+def _serve_resource(
+    resource_id: str, lookup: Callable[[str], dict | None], not_found: dict
+) -> Response:
+    """A MercadoPago resource by id: the token and the faults keyed by its id first, then
+    the resource, or MercadoPago's error body `{message, error, status, cause}` as a 404."""
+    mark_api_call(MERCADOPAGO, resource_id)
+    refusal = _check_token() or admit(MERCADOPAGO, resource_id, mp_error)
+    if refusal is not None:
+        return refusal
+    resource = lookup(resource_id)
+    if resource is None:
+        return json_response(not_found, 404)
+    return json_response(resource, 200)
+
+
 @bp.get("/v1/payments/<payment_id>")
 def get_payment(payment_id: str) -> Response:
     """One payment by id."""
-    mark_api_call(MERCADOPAGO, payment_id)
-    refusal = _check_token() or admit(MERCADOPAGO, payment_id, mp_error)
-    if refusal is not None:
-        return refusal
-    payment = get_state().get_payment(payment_id)
-    if payment is None:
-        cause = [{"code": 2000, "description": "Payment not found", "data": None}]
-        return json_response(mp_error(404, "Payment not found", cause), 404)
-    return json_response(payment, 200)
+    cause = [{"code": 2000, "description": "Payment not found", "data": None}]
+    return _serve_resource(
+        payment_id, get_state().get_payment, mp_error(404, "Payment not found", cause)
+    )
 
 
 @bp.get("/merchant_orders/<order_id>")
 def get_merchant_order(order_id: str) -> Response:
     """One merchant order by id (reference/merchant_orders/_merchant_orders_id/get)."""
-    mark_api_call(MERCADOPAGO, order_id)
-    refusal = _check_token() or admit(MERCADOPAGO, order_id, mp_error)
-    if refusal is not None:
-        return refusal
-    order = get_state().get_merchant_order(order_id)
-    if order is None:
-        # MercadoPago's error body, as for payments: {"message", "error", "status", "cause"}.
-        return json_response(mp_error(404, "Merchant Order not found"), 404)
-    return json_response(order, 200)
+    return _serve_resource(
+        order_id, get_state().get_merchant_order, mp_error(404, "Merchant Order not found")
+    )
 
 
 @bp.get("/v1/chargebacks/<chargeback_id>")
 def get_chargeback(chargeback_id: str) -> Response:
     """One chargeback by id (reference/chargebacks/_chargebacks_id/get)."""
-    mark_api_call(MERCADOPAGO, chargeback_id)
-    refusal = _check_token() or admit(MERCADOPAGO, chargeback_id, mp_error)
-    if refusal is not None:
-        return refusal
-    chargeback = get_state().get_chargeback(chargeback_id)
-    if chargeback is None:
-        return json_response(mp_error(404, "chargeback not found"), 404)
-    return json_response(chargeback, 200)
+    return _serve_resource(
+        chargeback_id, get_state().get_chargeback, mp_error(404, "chargeback not found")
+    )
+
+
 @bp.get("/preapproval/<preapproval_id>")
 def get_preapproval(preapproval_id: str) -> Response:
     """One subscription by id (`GET /preapproval/{id}`), faulted like payments (by id)."""
-    mark_api_call(MERCADOPAGO, preapproval_id)
-    refusal = _check_token() or admit(MERCADOPAGO, preapproval_id, mp_error)
-    if refusal is not None:
-        return refusal
-    preapproval = get_state().get_preapproval(preapproval_id)
-    if preapproval is None:
-        return json_response(mp_error(404, f"preapproval {preapproval_id} not found"), 404)
-    return json_response(preapproval, 200)
+    not_found = mp_error(404, f"preapproval {preapproval_id} not found")
+    return _serve_resource(preapproval_id, get_state().get_preapproval, not_found)
 
 
 @bp.get("/post-purchase/v1/claims/<claim_id>")
 def get_claim(claim_id: str) -> Response:
     """One claim by id (`GET /post-purchase/v1/claims/{claim_id}`), faulted by id."""
-    mark_api_call(MERCADOPAGO, claim_id)
-    refusal = _check_token() or admit(MERCADOPAGO, claim_id, mp_error)
-    if refusal is not None:
-        return refusal
-    claim = get_state().get_claim(claim_id)
-    if claim is None:
-        return json_response(mp_error(404, f"claim {claim_id} not found"), 404)
-    return json_response(claim, 200)
+    not_found = mp_error(404, f"claim {claim_id} not found")
+    return _serve_resource(claim_id, get_state().get_claim, not_found)
