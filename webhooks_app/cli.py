@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
-import requests
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy.orm import selectinload
 
@@ -24,28 +21,11 @@ from .models import EventStatus, WebhookEvent
 from .pagination import capped_count, keyset_page
 from .replays import RetryReport, retry_ids, retry_matching
 from .retries import due_events
-from .signatures import parse_secrets, sign
 from .stats import dashboard
 
 webhooks_cli = AppGroup("webhooks", help="Process, replay, inspect and simulate webhook events.")
 
-PAYMENT_STATUSES = ("approved", "pending", "in_process", "rejected", "cancelled", "refunded")
 LIST_MAX = 500
-# `simulate --test`'s payment ids: far above any the sandbox hands out.
-TEST_PAYMENT_ID_BASE = 990_000_000_000
-
-# The Webhooks form's type per topic (newer integrations: `topic_*_wh`; the IPN form's
-# topic is the short name). MercadoPago developers, "Notifications" / "Chargebacks".
-WEBHOOK_TYPES = {
-    "payment": "payment",
-    "merchant_order": "topic_merchant_order_wh",
-    "chargebacks": "topic_chargebacks_wh",
-    "subscription_preapproval": "subscription_preapproval",
-    "stop_delivery_op_wh": "stop_delivery_op_wh",
-    "topic_claims_integration_wh": "topic_claims_integration_wh",
-}
-# `simulate --type`: the topics whose resource the sandbox can create.
-SIMULATED_TOPICS = tuple(WEBHOOK_TYPES)
 
 
 def init_app(app: Flask) -> None:
@@ -362,153 +342,6 @@ def _payment_line(event: WebhookEvent) -> str:
     return f"{payment.mp_payment_id} {payment.status or '?'} {amount} {payment.payer_email or ''}"
 
 
-@webhooks_cli.command("simulate")
-@click.option(
-    "--url",
-    default="http://127.0.0.1:5000/webhooks/mp",
-    show_default=True,
-    help="The running service's webhook endpoint.",
-)
-@click.option("--count", default=3, show_default=True, help="Notifications to send.")
-@click.option(
-    "--status",
-    "payment_status",
-    type=click.Choice(PAYMENT_STATUSES),
-    default="approved",
-    show_default=True,
-    help="Status of the sandbox payments created.",
-)
-@click.option(
-    "--payment-id",
-    "payment_ids",
-    multiple=True,
-    help="Notify about this existing payment instead of creating sandbox payments.",
-)
-@click.option("--ipn", is_flag=True, help="Send the legacy IPN form instead of a signed Webhook.")
-@click.option(
-    "--test",
-    "test_notification",
-    is_flag=True,
-    help='Send one test notification as the panel\'s "Simular" does: live_mode false, about '
-    "a payment nobody can read (the service ignores it).",
-)
-@click.option(
-    "--type",
-    "topic",
-    type=click.Choice(SIMULATED_TOPICS),
-    default="payment",
-    show_default=True,
-    help="The topic: its resource is created in the sandbox (a merchant order or a "
-    "chargeback of a new payment, a subscription, a claim …).",
-)
-def simulate_command(
-    url: str,
-    count: int,
-    payment_status: str,
-    payment_ids: tuple[str, ...],
-    ipn: bool,
-    test_notification: bool,
-    topic: str,
-) -> None:
-    """Send signed sample notifications to a running instance, as MercadoPago would.
-
-    With --type merchant_order or chargebacks, --payment-id names that resource's ids."""
-    config = current_app.config
-    if test_notification:
-        if ipn or payment_ids or topic != "payment":
-            raise click.UsageError("--test sends one Webhooks-form payment notification of its own")
-        # MercadoPago's simulated notifications name an id its API answers 404 for.
-        ids = [str(TEST_PAYMENT_ID_BASE + secrets.randbelow(10**9))]
-    else:
-        ids = list(payment_ids) or [
-            _create_sandbox_resource(topic, payment_status) for _ in range(count)
-        ]
-    failures = 0
-    for payment_id in ids:
-        response = _send_notification(
-            url,
-            payment_id,
-            config.get("MP_WEBHOOK_SECRET"),
-            ipn,
-            topic,
-            live_mode=not test_notification,
-        )
-        click.echo(f"{topic} {payment_id}: HTTP {response.status_code} {response.text.strip()}")
-        failures += response.status_code != 200
-    if failures:
-        raise SystemExit(1)
-
-
-def _create_sandbox_resource(topic: str, payment_status: str) -> str:
-    """Create the notification's resource in the sandbox; return the id it is notified by."""
-    if topic == "subscription_preapproval":
-        return _sandbox_post("preapprovals", {"status": "authorized"})
-    payment_id = _sandbox_post("payments", {"status": payment_status})
-    if topic == "merchant_order":
-        return _sandbox_post("merchant-orders", {"payment_ids": [payment_id]})
-    if topic == "chargebacks":
-        return _sandbox_post("chargebacks", {"payment_id": payment_id})
-    if topic == "topic_claims_integration_wh":
-        return _sandbox_post("claims", {"resource_id": payment_id})
-    return payment_id  # a payment, or a fraud alert about it
-
-
-def _sandbox_post(what: str, body: dict[str, Any]) -> str:
-    base_url = current_app.config["MP_API_BASE_URL"].rstrip("/")
-    if "mercadopago.com" in base_url:
-        raise click.UsageError(
-            "MP_API_BASE_URL is the real API: pass --payment-id for real payments"
-        )
-    try:
-        response = requests.post(f"{base_url}/_sandbox/{what}", json=body, timeout=5)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise click.ClickException(
-            f"could not create a sandbox resource ({what}) at {base_url}: {exc}"
-        ) from None
-    return str(response.json()["id"])
-
-
-def _send_notification(
-    url: str,
-    payment_id: str,
-    secret: str | None,
-    ipn: bool,
-    topic: str = "payment",
-    *,
-    live_mode: bool = True,
-) -> requests.Response:
-    request_id = str(uuid.uuid4())
-    headers = {"x-request-id": request_id}
-    event_type = WEBHOOK_TYPES[topic]
-    try:
-        if ipn:
-            return requests.post(
-                url, params={"topic": topic, "id": payment_id}, headers=headers, timeout=10
-            )
-        body = {
-            "id": uuid.uuid4().int % 10**12,
-            "live_mode": live_mode,
-            "type": event_type,
-            "date_created": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "api_version": "v1",
-            "action": f"{topic}.updated" if topic != "payment" else "payment.updated",
-            "data": {"id": payment_id},
-        }
-        signing = parse_secrets(secret)
-        if signing:  # while rotating, the newest (the first) signs, as MercadoPago does
-            headers["x-signature"] = sign(signing[0], payment_id, request_id)
-        return requests.post(
-            url,
-            params={"data.id": payment_id, "type": event_type},
-            json=body,
-            headers=headers,
-            timeout=10,
-        )
-    except requests.RequestException as exc:
-        raise click.ClickException(f"could not reach {url}: {exc}") from None
-
-
 @webhooks_cli.command("reconcile")
 def reconcile_command() -> None:
     """Run one reconciler pass: expired leases, and due events missing from Redis."""
@@ -535,31 +368,5 @@ def catch_up_command(since: datetime | None) -> None:
     )
 
 
-@webhooks_cli.command("subscriptions")
-@click.option("--status", help="Only this status, e.g. authorized.")
-@click.option("--limit", default=50, show_default=True, help="Rows to show (newest first).")
-def subscriptions_command(status: str | None, limit: int) -> None:
-    """List subscriptions (MercadoPago preapprovals), most recently updated first."""
-    from sqlalchemy import select
-
-    from .extensions import db
-    from .models import Subscription
-    from .timeutil import isoformat
-
-    query = select(Subscription).order_by(Subscription.updated_at.desc(), Subscription.id.desc())
-    if status:
-        query = query.where(Subscription.status == status)
-    rows = db.session.scalars(query.limit(min(limit, LIST_MAX))).all()
-    for row in rows:
-        amount = f"{row.amount} {row.currency or ''}".strip() if row.amount is not None else "-"
-        every = f"every {row.frequency} {row.frequency_type}" if row.frequency else ""
-        click.echo(
-            f"{row.mp_preapproval_id}  {row.status or '-':<10} {row.payer_email or '-':<30} "
-            f"{amount} {every}  next {isoformat(row.next_payment_date) or '-'}  "
-            f"{row.reason or ''}"
-        )
-    click.echo(f"{len(rows)} subscription(s)")
-
-
-# pause/resume/status and the merchant order and chargeback commands (their own modules).
-from . import cli_processing, cli_resources  # noqa: E402, F401
+# pause/resume/status, the stored resources and simulate (their own modules).
+from . import cli_processing, cli_resources, cli_simulate  # noqa: E402, F401

@@ -1,13 +1,17 @@
-"""`flask webhooks order <id>` and `flask webhooks chargebacks`: the other stored resources."""
+"""`flask webhooks order <id>`, `chargebacks` and `subscriptions`: the other stored resources."""
 
 from __future__ import annotations
 
 import json
 
 import click
+from sqlalchemy import select
 
-from .cli import webhooks_cli
+from .cli import LIST_MAX, webhooks_cli
+from .extensions import db
+from .models import Subscription
 from .resource_lookups import find_chargebacks, find_merchant_order, order_payments
+from .timeutil import isoformat
 
 
 @webhooks_cli.command("order")
@@ -50,3 +54,23 @@ def chargebacks_command(payment_id: str | None, limit: int) -> None:
             + (f" (deadline {deadline:%Y-%m-%d})" if deadline else "")
         )
     click.echo(f"{len(chargebacks)} chargeback(s)")
+
+
+@webhooks_cli.command("subscriptions")
+@click.option("--status", help="Only this status, e.g. authorized.")
+@click.option("--limit", default=50, show_default=True, help="Rows to show (newest first).")
+def subscriptions_command(status: str | None, limit: int) -> None:
+    """List subscriptions (MercadoPago preapprovals), most recently updated first."""
+    query = select(Subscription).order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+    if status:
+        query = query.where(Subscription.status == status)
+    rows = db.session.scalars(query.limit(min(limit, LIST_MAX))).all()
+    for row in rows:
+        amount = f"{row.amount} {row.currency or ''}".strip() if row.amount is not None else "-"
+        every = f"every {row.frequency} {row.frequency_type}" if row.frequency else ""
+        click.echo(
+            f"{row.mp_preapproval_id}  {row.status or '-':<10} {row.payer_email or '-':<30} "
+            f"{amount} {every}  next {isoformat(row.next_payment_date) or '-'}  "
+            f"{row.reason or ''}"
+        )
+    click.echo(f"{len(rows)} subscription(s)")
