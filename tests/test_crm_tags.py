@@ -12,13 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from webhooks_app.config import parse_custom_fields
-from webhooks_app.crm import SET_CONTACT, ContactChange
+from webhooks_app.crm import SET_CONTACT, ContactChange, gohighlevel
 from webhooks_app.extensions import db
 from webhooks_app.handlers.payment import TEST_NOTIFICATION
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
 from webhooks_app.processing import process_event
+from webhooks_app.queueing import get_redis
 from webhooks_app.sandbox.payments import parse_mp_time
 
 from conftest import api_headers, make_app, post_webhook, run_worker
@@ -156,6 +158,38 @@ def test_two_workers_syncing_one_contact_take_turns(app, client, sandbox):
         assert process(second_event) == EventStatus.SUCCESS
         assert refunding.result(timeout=20) == EventStatus.SUCCESS
     assert sorted(contact_tags(sandbox, email)) == [APPROVED, REFUNDED]
+
+
+def test_a_contact_busy_for_longer_than_the_retry_budget_never_dead_letters(
+    app, client, sandbox, monkeypatch
+):
+    """Another worker holds the contact's lock through more attempts than RETRY_DELAYS
+    allows: each one is recorded `busy`, none spends the budget, and once the lock is free
+    the event succeeds (a burst of one customer's payments must never dead-letter)."""
+    monkeypatch.setattr(gohighlevel, "CONTACT_LOCK_WAIT", 0.1)
+    payment = new_payment(sandbox)
+    email = payment["payer"]["email"]
+    held = get_redis(app).lock(f"lock:contact:{email}", timeout=60)
+    assert held.acquire(blocking=False)
+    event_id = post_webhook(client, payment["id"]).json["event_id"]
+    budget = len(app.config["RETRY_DELAYS"]) + 1
+    for _ in range(budget + 2):
+        assert process_event(event_id) == EventStatus.PENDING
+        db.session.execute(  # due now: no need to wait out the busy delay
+            update(WebhookEvent).where(WebhookEvent.id == event_id).values(next_retry_at=None)
+        )
+        db.session.commit()
+    busy = event(event_id)
+    assert busy.status == EventStatus.PENDING
+    assert busy.attempts == budget + 2 and busy.attempts_this_round == 0
+    assert {attempt.outcome for attempt in busy.attempt_log} == {AttemptOutcome.BUSY}
+    assert all(attempt.traceback is None for attempt in busy.attempt_log)
+    assert "ContactBusy" in busy.last_error
+    held.release()
+    assert process_event(event_id) == EventStatus.SUCCESS
+    assert contact_tags(sandbox, email) == [APPROVED]
+    # A real failure after the busy attempts still has the whole budget.
+    assert event(event_id).attempts_this_round == 1
 
 
 def test_pending_then_approved(app, client, sandbox):

@@ -28,6 +28,7 @@ from flask import current_app
 from sqlalchemy import Row
 
 from . import tracing
+from .busy import ResourceBusy
 from .claims import EARLY_ARRIVAL_GRACE, Claim, claim_event, claim_lost, renew_lease
 from .crm import SET_CONTACT
 from .extensions import PINNED_CONNECTION, db
@@ -193,13 +194,16 @@ def _record_success(event_id: int, attempt: Claim, result: HandlerResult) -> str
 
 def _record_failure(event_id: int, attempt_id: int, exc: Exception) -> str:
     attempt = db.session.get(WebhookAttempt, attempt_id)
-    attempt.traceback = traceback.format_exc()
+    busy = isinstance(exc, ResourceBusy)
+    # A busy lock is no failure: its traceback would only bury the real ones.
+    attempt.traceback = None if busy else traceback.format_exc()
     return fail_attempt(
         event_id,
         attempt,
         f"{type(exc).__name__}: {exc}",
         retryable=bool(getattr(exc, "retryable", True)),
         retry_after=getattr(exc, "retry_after", None),
+        counted=not busy,
     )
 
 

@@ -55,6 +55,9 @@ class AttemptOutcome:
     FAILED = "failed"  # failed; the event is dead-lettered
     LOST = "lost"  # the worker died (lease expired); the reconciler retried the event
     INTERRUPTED = "interrupted"  # the worker was stopped; the event was handed back
+    # A lock the attempt needed was held by another worker (busy.ResourceBusy): tried
+    # again shortly, not counted against the retry budget.
+    BUSY = "busy"
 
 
 class Payment(db.Model):
@@ -140,7 +143,8 @@ class WebhookEvent(db.Model):
 
     status: Mapped[str] = mapped_column(String(16), default=EventStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # Attempts made before the last manual replay: a replay gives a fresh retry budget.
+    # Attempts not counted against the retry budget: those made before the last manual
+    # replay (a replay gives a fresh budget), and `busy` ones (another worker held a lock).
     attempts_at_replay: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_retry_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -71,7 +71,7 @@ ATTEMPT = {
         "duration_ms": _nullable(INTEGER),
         "outcome": {
             "type": "string",
-            "description": "running, success, ignored, retry, failed, lost or interrupted",
+            "description": "running, success, ignored, retry, failed, lost, interrupted or busy",
         },
         "error": _nullable(STRING),
         "traceback": _nullable(STRING),

@@ -4,6 +4,7 @@ handing a pending event's next attempt to Redis (now, or via rq-scheduler)."""
 from __future__ import annotations
 
 import logging
+import random
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,27 +42,37 @@ def fail_attempt(
     immediate: bool = False,
     outcome_if_retry: str = AttemptOutcome.RETRY,
     conditions: tuple[Any, ...] = (),
+    counted: bool = True,
 ) -> str:
     """Record a failed attempt and apply the retry policy: schedule the next or dead-letter.
 
     `immediate` retries at once (the attempt was lost, not refused: nothing to
     wait for); `conditions` further restrict the claim check (the reconciler
-    requires the lease to be expired still).
+    requires the lease to be expired still). An attempt not `counted` (another worker
+    held a lock it needed) is tried again after `retry_after`, whatever the budget left,
+    and leaves the budget as it was (it joins `attempts_at_replay`).
     """
     now = utcnow()
     event = db.session.get(WebhookEvent, event_id, populate_existing=True)
     attempt.error = error
     attempt.retryable = retryable
-    delay = next_retry_delay(event.attempts_this_round, retry_after) if retryable else None
+    if not counted:
+        # A little jitter: the workers that found one contact busy do not all come back at once.
+        delay: float | None = (retry_after or 0.0) + random.uniform(0.0, 1.0)
+    elif retryable:
+        delay = next_retry_delay(event.attempts_this_round, retry_after)
+    else:
+        delay = None
     if delay is None:
         outcome, values = AttemptOutcome.FAILED, {"status": EventStatus.FAILED, "processed_at": now}
     else:
         delay = 0.0 if immediate else delay
         next_at = now + timedelta(seconds=delay)
-        outcome, values = (
-            outcome_if_retry,
-            {"status": EventStatus.PENDING, "next_retry_at": next_at},
-        )
+        values = {"status": EventStatus.PENDING, "next_retry_at": next_at}
+        outcome = outcome_if_retry
+        if not counted:
+            outcome = AttemptOutcome.BUSY
+            values["attempts_at_replay"] = WebhookEvent.attempts_at_replay + 1
     owned = transition(
         event_id, attempt.number, *conditions, last_error=error, locked_until=None, **values
     )
@@ -81,7 +92,8 @@ def fail_attempt(
             error,
         )
     else:
-        logger.warning(
+        log = logger.warning if counted else logger.info  # busy: nothing went wrong
+        log(
             "event %s attempt %s failed, retry in %.0fs: %s", event_id, attempt.number, delay, error
         )
         schedule_attempt(event)

@@ -20,6 +20,7 @@ from redis import RedisError
 from redis.exceptions import LockError
 from sqlalchemy import Row, bindparam, select
 
+from ..busy import ResourceBusy
 from ..clients import ghl_rate_limiter, gohighlevel_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -247,12 +248,8 @@ def contact_lock(email: str) -> Iterator[Callable[[], None]]:
             logger.warning("%s release failed: %s", key, exc)
 
 
-class ContactBusy(Exception):
-    """The contact's lock is held by another worker: retry the attempt shortly."""
-
-    retryable = True
-    retry_after = 2.0
-
+class ContactBusy(ResourceBusy):
+    """The contact's lock is held by another worker: retry the attempt shortly (uncounted)."""
 
 
 def tag_contact(
