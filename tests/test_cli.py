@@ -11,7 +11,7 @@ from factories import add_event
 from werkzeug.serving import make_server
 
 from webhooks_app.extensions import db
-from webhooks_app.handlers.payment import TEST_NOTIFICATION
+from webhooks_app.handlers import TEST_NOTIFICATION
 from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.queueing import get_queue, job_id
 from webhooks_app.timeutil import utcnow

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from webhooks_app.config import parse_custom_fields
 from webhooks_app.crm import SET_CONTACT, ContactChange, gohighlevel
 from webhooks_app.extensions import db
-from webhooks_app.handlers.payment import TEST_NOTIFICATION
+from webhooks_app.handlers import TEST_NOTIFICATION
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
 from webhooks_app.processing import process_event
 from webhooks_app.queueing import get_redis

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from test_alerts import Receiver
 
 from webhooks_app.extensions import db
+from webhooks_app.handlers import TEST_NOTIFICATION
 from webhooks_app.models import EventStatus, Payment, WebhookEvent
 from webhooks_app.resources import Chargeback, MerchantOrder, MerchantOrderPayment
 from webhooks_app.signatures import sign
@@ -18,13 +19,21 @@ from conftest import WEBHOOK_SECRET, drain, make_app
 pytestmark = pytest.mark.timeout(60)
 
 
-def post_topic(client, event_type: str, resource_id, *, notification_id: int | None = None):
-    """A signed Webhooks-form notification of `event_type` about `resource_id`."""
+def post_topic(
+    client,
+    event_type: str,
+    resource_id,
+    *,
+    notification_id: int | None = None,
+    live_mode: bool = True,
+):
+    """A signed Webhooks-form notification of `event_type` about `resource_id`
+    (`live_mode: false`: the panel's "Simular")."""
     resource_id = str(resource_id)
     request_id = str(uuid.uuid4())
     body = {
         "id": notification_id or uuid.uuid4().int % 10**12,
-        "live_mode": False,
+        "live_mode": live_mode,
         "type": event_type,
         "date_created": "2026-11-29T10:00:00.000-04:00",
         "api_version": "v1",
@@ -171,6 +180,25 @@ def test_a_live_chargeback_not_found_yet_is_retried(app, client, sandbox):
     (event,) = events()
     assert event.status == EventStatus.SUCCESS
     assert db.session.scalars(select(Chargeback.mp_chargeback_id)).one() == chargeback_id
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "topic_merchant_order_wh",
+        "topic_chargebacks_wh",
+        "subscription_preapproval",
+        "topic_claims_integration_wh",
+    ],
+)
+def test_the_panels_simulated_notification_of_any_topic_is_ignored(app, client, topic):
+    """MercadoPago's "Simular" offers every topic, each about an id its API answers 404 for:
+    `live_mode: false` + 404 ends `ignored` at the first attempt, whatever the topic."""
+    post_topic(client, topic, "990000000123", live_mode=False)
+    drain(app)
+    (event,) = events()
+    assert (event.status, event.attempts) == (EventStatus.IGNORED, 1)
+    assert event.last_error == TEST_NOTIFICATION
 
 
 def test_the_sandbox_answers_mercadopago_errors_for_unknown_orders_and_chargebacks(sandbox):

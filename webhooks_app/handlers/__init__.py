@@ -11,7 +11,18 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
+from ..extensions import db
+from ..models import EventStatus
+from ..services import NotFoundError
+from .base import (
+    IGNORED,
+    TEST_NOTIFICATION,
+    EventRef,
+    Handler,
+    HandlerContext,
+    HandlerResult,
+    is_test_notification,
+)
 from .chargeback import ChargebackHandler
 from .merchant_order import MerchantOrderHandler
 from .payment import PaymentHandler
@@ -26,6 +37,7 @@ __all__ = [
     "HandlerContext",
     "HandlerResult",
     "PRIORITY_TOPICS",
+    "TEST_NOTIFICATION",
     "handle_event",
     "handler_for",
     "lock_key",
@@ -81,9 +93,17 @@ def log_fields(event: EventRef) -> dict[str, Any]:
 
 
 def handle_event(event: Row[Any], context: HandlerContext) -> HandlerResult:
-    """Process one event with its topic's handler; ignore it if none. Raises on failure."""
+    """Process one event with its topic's handler; ignore it if none, or if it is
+    MercadoPago's test notification about a resource nobody can read. Raises on failure."""
     handler = handler_for(event.type)
     if handler is None:
         logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
         return IGNORED
-    return handler.handle(event, context)
+    try:
+        return handler.handle(event, context)
+    except NotFoundError:
+        db.session.rollback()  # whatever the handler left unfinished
+        if is_test_notification(event.id):
+            logger.info("event %s: %s; ignored", event.id, TEST_NOTIFICATION)
+            return HandlerResult(EventStatus.IGNORED, reason=TEST_NOTIFICATION)
+        raise  # a live resource may not be readable yet: retried

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Row
+from sqlalchemy import Row, bindparam, select
 
 from ..crm import CRM, ContactChange, current_crm, no_op
-from ..models import EventStatus
+from ..extensions import db
+from ..models import EventStatus, WebhookEvent
 
 
 class EventRef(Protocol):
@@ -66,3 +67,19 @@ class Handler(Protocol):
     def handle(self, event: Row[Any], context: HandlerContext) -> HandlerResult:
         """Process the event once; raise on failure (a typed error says if it is retryable)."""
         ...
+
+
+# MercadoPago's "Simular" button (Your integrations → Webhooks) notifies with `live_mode:
+# false` about a `data.id` its API cannot read (404), whatever the topic chosen: nothing will
+# ever be there, so such an event is ignored at once instead of retried into a dead letter.
+TEST_NOTIFICATION = "MercadoPago test notification"
+_events = WebhookEvent.__table__
+_PAYLOAD = select(_events.c.payload).where(_events.c.id == bindparam("event_id"))
+
+
+def is_test_notification(event_id: int) -> bool:
+    """Whether the event's notification says `live_mode: false` (absent: live; the IPN form
+    carries no body)."""
+    payload = db.session.execute(_PAYLOAD, {"event_id": event_id}).scalar()
+    db.session.commit()  # no transaction stays open (the outcome may run in autocommit)
+    return isinstance(payload, dict) and payload.get("live_mode") is False

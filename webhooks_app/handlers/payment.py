@@ -19,7 +19,6 @@ from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Payment, WebhookEvent
 from ..pii import mask_payment
-from ..services import NotFoundError
 from ..sql import INSERTS, dialect_name, execute_alone, one_statement_transactions
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
@@ -42,14 +41,10 @@ class PaymentHandler:
         """The payment is committed before the CRM calls (no transaction stays open across
         them); what those calls change on it is returned, for the caller to write with the
         attempt's outcome."""
-        try:
-            with observe_api_call("mercadopago"):
-                data = mercadopago_client().get_payment(event.resource_id)
-        except NotFoundError:
-            if is_test_notification(event.id):
-                logger.info("event %s: %s; ignored", event.id, TEST_NOTIFICATION)
-                return HandlerResult(EventStatus.IGNORED, reason=TEST_NOTIFICATION)
-            raise  # a live payment may not be readable yet: retried
+        # A 404 propagates: retried (a live payment may not be readable yet), or the event
+        # ignored if it is MercadoPago's test notification (`handlers.handle_event`).
+        with observe_api_call("mercadopago"):
+            data = mercadopago_client().get_payment(event.resource_id)
         context.renew_lease()
         payment = store_payment(event, data)
         context.renew_lease()
@@ -57,20 +52,6 @@ class PaymentHandler:
 
 
 _events = WebhookEvent.__table__
-
-# MercadoPago's "Simular" button notifies with `live_mode: false` about a `data.id` its API
-# cannot read (404): nothing will ever be there, so such an event is ignored at once.
-TEST_NOTIFICATION = "MercadoPago test notification"
-_PAYLOAD = select(_events.c.payload).where(_events.c.id == bindparam("event_id"))
-
-
-def is_test_notification(event_id: int) -> bool:
-    """Whether the event's notification says `live_mode: false` (absent: live; the IPN form
-    carries no body)."""
-    payload = db.session.execute(_PAYLOAD, {"event_id": event_id}).scalar()
-    db.session.commit()  # no transaction stays open (the outcome may run in autocommit)
-    return isinstance(payload, dict) and payload.get("live_mode") is False
-
 
 # Built once, like the upsert below; `updated_at` is set by the column's onupdate.
 _LINK_PAYMENT = (
