@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from .authorized_payment import AuthorizedPaymentHandler
 from .base import IGNORED, EventRef, Handler, HandlerContext, HandlerResult
 from .chargeback import ChargebackHandler
 from .merchant_order import MerchantOrderHandler
@@ -39,6 +40,7 @@ HANDLERS: tuple[Handler, ...] = (
     MerchantOrderHandler(),
     ChargebackHandler(),
     SubscriptionHandler(),
+    AuthorizedPaymentHandler(),
     FraudAlertHandler(),
     ClaimHandler(),
 )
