@@ -250,3 +250,25 @@ def test_a_live_charge_not_found_yet_is_retried_a_test_one_ignored(app, client, 
     drain(app)
     assert events(TOPIC)[0].status == EventStatus.SUCCESS
     assert charge_row(7000000001).status == "processed"
+
+
+def test_simulate_creates_a_subscription_and_its_charge_and_notifies(app, sandbox, runner):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/mp"
+        args = ["webhooks", "simulate", "--url", url, "--count", "1", "--type", TOPIC]
+        result = runner.invoke(args=args)
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    drain(app)
+    assert [e.status for e in events(TOPIC)] == [EventStatus.SUCCESS]
+    row = db.session.scalars(select(AuthorizedPayment)).one()
+    assert row.subscription_id is not None and row.payment_status == "approved"
+    assert {e.type for e in events()} == {TOPIC, "subscription_preapproval", "payment"}
+    assert {e.status for e in events()} == {EventStatus.SUCCESS}
