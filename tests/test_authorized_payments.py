@@ -272,3 +272,86 @@ def test_simulate_creates_a_subscription_and_its_charge_and_notifies(app, sandbo
     assert row.subscription_id is not None and row.payment_status == "approved"
     assert {e.type for e in events()} == {TOPIC, "subscription_preapproval", "payment"}
     assert {e.status for e in events()} == {EventStatus.SUCCESS}
+
+
+def a_subscription_with_a_charge(app, client, sandbox) -> tuple[dict, dict]:
+    """A processed subscription and charge (with its payment), as the pipeline stores them."""
+    preapproval = new_subscription(sandbox, preapproval_plan_id="plan-gold")
+    charge = sandbox.state.add_authorized_payment(preapproval_id=preapproval["id"])
+    notify(client, charge["id"])
+    drain(app)
+    return preapproval, charge
+
+
+def test_admin_pages_show_subscriptions_and_their_charges(app, sandbox):
+    from test_admin import AUTH, PASSWORD, USERNAME
+
+    from conftest import make_app
+
+    admin = make_app(sandbox, ADMIN_USERNAME=USERNAME, ADMIN_PASSWORD=PASSWORD)
+    with admin.app_context():
+        web = admin.test_client()
+        preapproval, charge = a_subscription_with_a_charge(admin, web, sandbox)
+        payment_id = charge["payment"]["id"]
+
+        listing = web.get("/admin/subscriptions", headers=AUTH)
+        assert listing.status_code == 200
+        assert f'href="/admin/subscriptions/{preapproval["id"]}"' in listing.text
+        assert SUBSCRIBER in listing.text and "mp-subscription-authorized" in listing.text
+        assert 'href="/admin/subscriptions" class="active"' in listing.text  # the nav link
+        paused = web.get("/admin/subscriptions?status=paused", headers=AUTH)
+        assert "No subscriptions match." in paused.text
+        assert web.get("/admin/subscriptions?status=Bad!", headers=AUTH).status_code == 400
+
+        page = web.get(f"/admin/subscriptions/{preapproval['id']}", headers=AUTH)
+        assert page.status_code == 200
+        for text in ("Gold plan", "plan-gold", "99.50 ARS", "every 1 months", SUBSCRIBER):
+            assert text in page.text
+        assert str(charge["id"]) in page.text and "processed" in page.text
+        assert f'href="/admin/payments/{payment_id}"' in page.text
+        assert web.get("/admin/subscriptions/nope", headers=AUTH).status_code == 404
+
+        payment_page = web.get(f"/admin/payments/{payment_id}", headers=AUTH)
+        assert f'href="/admin/subscriptions/{preapproval["id"]}"' in payment_page.text
+
+
+def test_api_shows_a_subscription_with_its_charges(app, client, sandbox):
+    from conftest import api_headers
+
+    preapproval, charge = a_subscription_with_a_charge(app, client, sandbox)
+    listed = client.get("/api/subscriptions?status=authorized", headers=api_headers()).json
+    assert [s["mp_preapproval_id"] for s in listed["subscriptions"]] == [preapproval["id"]]
+    one = client.get(f"/api/subscriptions/{preapproval['id']}", headers=api_headers())
+    assert one.status_code == 200 and one.json["payer_email"] == SUBSCRIBER
+    (shown,) = one.json["authorized_payments"]
+    assert shown["mp_authorized_payment_id"] == str(charge["id"])
+    assert (shown["status"], shown["payment_status"], shown["amount"]) == (
+        "processed",
+        "approved",
+        "99.50",
+    )
+    assert shown["mp_payment_id"] == str(charge["payment"]["id"])
+    assert client.get("/api/subscriptions/nope", headers=api_headers()).status_code == 404
+    bad = client.get("/api/subscriptions?status=Bad!", headers=api_headers())
+    assert bad.status_code == 400 and "status" in bad.json["error"]
+
+
+def test_cli_shows_a_subscription_with_its_charges(app, client, sandbox, runner):
+    import json
+
+    preapproval, charge = a_subscription_with_a_charge(app, client, sandbox)
+    result = runner.invoke(args=["webhooks", "subscription", preapproval["id"]])
+    assert result.exit_code == 0, result.output
+    assert f"subscription {preapproval['id']}: authorized, 99.50 ARS every 1 months" in (
+        result.output
+    )
+    payment = f"payment {charge['payment']['id']}: approved"
+    assert f"charge {charge['id']}: processed" in result.output and payment in result.output
+    assert "1 charge(s)" in result.output
+    as_json = runner.invoke(args=["webhooks", "subscription", preapproval["id"], "--json"])
+    data = json.loads(as_json.output)
+    assert [c["mp_authorized_payment_id"] for c in data["authorized_payments"]] == [
+        str(charge["id"])
+    ]
+    missing = runner.invoke(args=["webhooks", "subscription", "nope"])
+    assert missing.exit_code == 1 and "is not stored" in missing.output
