@@ -44,6 +44,7 @@ TABLES = (
     "merchant_orders",
     "chargebacks",
     "payments",
+    "authorized_payments",
     "subscriptions",
     "mp_alerts",
     "erasures",

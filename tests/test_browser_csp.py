@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 from rq import Queue, SimpleWorker
+from test_authorized_payments import notify
 
 from webhooks_app.queueing import get_queue, job_id
 
@@ -60,9 +61,14 @@ def sync_playwright():
 
 @pytest.fixture
 def seeded(app, client, sandbox):
-    """A succeeded event with its payment, a dead letter, a queued job and a failed job."""
+    """A succeeded event with its payment, a subscription with a charge, a dead letter, a
+    queued job and a failed job."""
     paid = sandbox.state.add_payment(status="approved")
     post_webhook(client, paid["id"])
+    drain(app)
+    preapproval = sandbox.state.add_preapproval(payer_email="subscriber@example.com")
+    charge = sandbox.state.add_authorized_payment(preapproval_id=preapproval["id"])
+    notify(client, charge["id"])
     drain(app)
     failed_event = dead_letter(app, client, sandbox, 1)[0]
     queued_event = post_webhook(client, sandbox.state.add_payment()["id"]).json["event_id"]
@@ -72,6 +78,7 @@ def seeded(app, client, sandbox):
     SimpleWorker([scratch], connection=scratch.connection).work(burst=True)
     return {
         "payment": str(paid["id"]),
+        "subscription": preapproval["id"],
         "failed_event": failed_event,
         "queued_job": job_id(queued_event, 1),
         "crashed_job": crashed.id,
@@ -98,6 +105,8 @@ def test_no_page_breaks_its_content_security_policy(web, seeded):
         (f"/admin/events/{seeded['failed_event']}", None),
         ("/admin/payments", None),
         (f"/admin/payments/{seeded['payment']}", None),
+        ("/admin/subscriptions", None),
+        (f"/admin/subscriptions/{seeded['subscription']}", None),
         ("/admin/stats", None),
         ("/rq/", seeded["queue"]),
         ("/rq/0/view/workers", None),

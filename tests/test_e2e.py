@@ -7,6 +7,7 @@ import requests
 
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.resources import AuthorizedPayment
 
 from conftest import notification
 from processes import Processes
@@ -84,6 +85,9 @@ def test_one_notification_of_every_topic_through_the_whole_system(service, sandb
     disputed = state.add_payment(status="approved")
     chargeback = state.add_chargeback(payment_id=disputed["id"])
     subscription = state.add_preapproval(status="authorized", payer_email="sub@example.com")
+    # A charge of a subscription we never heard of: both come in through events of their own.
+    charged = state.add_preapproval(status="authorized", payer_email="member@example.com")
+    charge = state.add_authorized_payment(preapproval_id=charged["id"])
     flagged = state.add_payment(status="approved")
     claimed = state.add_payment(status="approved")
     claim = state.add_claim(resource_id=claimed["id"])
@@ -94,6 +98,9 @@ def test_one_notification_of_every_topic_through_the_whole_system(service, sandb
         "topic_chargebacks_wh": service.send_topic("topic_chargebacks_wh", chargeback["id"]),
         "subscription_preapproval": service.send_topic(
             "subscription_preapproval", subscription["id"]
+        ),
+        "subscription_authorized_payment": service.send_topic(
+            "subscription_authorized_payment", charge["id"]
         ),
         "stop_delivery_op_wh": service.send_topic("stop_delivery_op_wh", flagged["id"]),
         "topic_claims_integration_wh": service.send_topic(
@@ -126,10 +133,31 @@ def test_one_notification_of_every_topic_through_the_whole_system(service, sandb
         return found if found and all(e.status == EventStatus.SUCCESS for e in found) else None
 
     wait_until(order_payment_done, 60, 0.2, "for the order's payment event")
+
+    # The charge's subscription and payment came in as events of their own.
+    def charge_follow_ups_done():
+        db.session.expire_all()
+        found = (
+            db.session.query(WebhookEvent)
+            .filter_by(source="authorized_pay")
+            .order_by(WebhookEvent.type)
+            .all()
+        )
+        done = len(found) == 2 and all(e.status == EventStatus.SUCCESS for e in found)
+        return found if done else None
+
+    follow_ups = wait_until(charge_follow_ups_done, 60, 0.2, "for the charge's events")
+    assert [(e.type, e.resource_id) for e in follow_ups] == [
+        ("payment", str(charge["payment"]["id"])),
+        ("subscription_preapproval", charged["id"]),
+    ]
+    stored_charge = db.session.query(AuthorizedPayment).one()
+    assert stored_charge.subscription_id is not None and stored_charge.status == "processed"
     tags = {c["email"]: set(c["tags"]) for c in sandbox.state.contacts()}
     assert tags[paid["payer"]["email"]] == {"mp-payment-approved"}
     assert tags[ordered["payer"]["email"]] == {"mp-payment-approved"}
     assert "mp-chargeback" in tags[disputed["payer"]["email"]]
     assert tags["sub@example.com"] == {"mp-subscription-authorized"}
+    assert tags["member@example.com"] == {"mp-subscription-authorized", "mp-payment-approved"}
     assert "mp-fraud-alert" in tags[flagged["payer"]["email"]]
     assert "mp-claim" in tags[claimed["payer"]["email"]]

@@ -27,6 +27,7 @@ def test_payment_events_have_a_handler_other_types_none() -> None:
             "chargebacks",
             "topic_chargebacks_wh",
             "subscription_preapproval",
+            "subscription_authorized_payment",
             "stop_delivery_op_wh",
             "topic_claims_integration_wh",
         }
@@ -44,6 +45,9 @@ def test_lock_key_and_log_fields_come_from_the_handler() -> None:
     assert handlers.log_fields(event("payment", "42")) == {"payment_id": "42"}
     assert handlers.lock_key(event("merchant_order", "7")) == "merchant_order:7"
     assert handlers.lock_key(event("topic_chargebacks_wh", "9")) == "chargeback:9"
+    charge = event("subscription_authorized_payment", "6114264375")
+    assert handlers.lock_key(charge) == "authorized_payment:6114264375"
+    assert handlers.log_fields(charge) == {}
     assert handlers.lock_key(event("unknown_topic")) is None
     assert handlers.log_fields(event("unknown_topic")) == {}
 

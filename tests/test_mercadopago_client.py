@@ -959,3 +959,58 @@ def test_basic_authorization_is_redacted(mocked: responses.RequestsMock, mp) -> 
 def test_unrelated_base64_and_words_are_left_alone(mocked: responses.RequestsMock, mp) -> None:
     mocked.get(PAYMENT_URL, status=400, json={"message": "bad cursor aGVsbG8gd29ybGQgaGVsbG8="})
     assert "aGVsbG8gd29ybGQgaGVsbG8=" in str(payment_error(mp))
+
+
+# -- authorized payments (a subscription's recurring charges) -------------------
+
+AUTHORIZED_PAYMENT_URL = f"{BASE}/authorized_payments/6114264375"
+AUTHORIZED_PAYMENT = {
+    "id": 6114264375,
+    "type": "scheduled",
+    "preapproval_id": "2c938084726fca480172750000000000",
+    "status": "processed",
+    "last_modified": "2026-12-05T10:00:00.000-04:00",
+    "payment": {"id": 1234567890, "status": "approved", "status_detail": "accredited"},
+}
+
+
+def test_get_authorized_payment_reads_its_documented_path(
+    mocked: responses.RequestsMock, mp: MercadoPagoClient
+) -> None:
+    mocked.get(AUTHORIZED_PAYMENT_URL, json=AUTHORIZED_PAYMENT)
+    assert mp.get_authorized_payment(6114264375) == AUTHORIZED_PAYMENT
+    assert mocked.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_get_authorized_payment_quotes_its_id_and_refuses_blank_ones(
+    mocked: responses.RequestsMock, mp: MercadoPagoClient
+) -> None:
+    mocked.get(f"{BASE}/authorized_payments/1%2F..%2Fusers%2Fme", json={"id": 1})
+    mp.get_authorized_payment("1/../users/me")
+    assert mocked.calls[0].request.path_url == "/authorized_payments/1%2F..%2Fusers%2Fme"
+    for bad_id in ("", " ", ".."):
+        with pytest.raises(ValueError, match="authorized_payment_id"):
+            mp.get_authorized_payment(bad_id)
+
+
+def test_get_authorized_payment_errors_are_typed(
+    mocked: responses.RequestsMock, mp: MercadoPagoClient
+) -> None:
+    not_found = {"message": "not found", "error": "not_found", "status": 404, "cause": []}
+    mocked.get(AUTHORIZED_PAYMENT_URL, status=404, json=not_found)
+    mocked.get(AUTHORIZED_PAYMENT_URL, status=429, headers={"Retry-After": "2"}, json={})
+    mocked.get(AUTHORIZED_PAYMENT_URL, status=503, json={"message": "down"})
+    mocked.get(AUTHORIZED_PAYMENT_URL, status=403, json={"message": "forbidden"})
+    mocked.get(AUTHORIZED_PAYMENT_URL, json=[AUTHORIZED_PAYMENT])
+    expected = [
+        (NotFoundError, True),
+        (RateLimitedError, True),
+        (TransientApiError, True),
+        (PermanentApiError, False),
+        (PermanentApiError, False),  # a 2xx that is not an object
+    ]
+    for kind, retryable in expected:
+        with pytest.raises(ApiError) as info:
+            mp.get_authorized_payment("6114264375")
+        assert (type(info.value), info.value.retryable) == (kind, retryable)
+    assert mocked.calls[1].response.headers["Retry-After"] == "2"

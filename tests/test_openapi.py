@@ -8,6 +8,7 @@ every body must match its documented schema. Kept short: a few examples each.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import schemathesis
@@ -23,8 +24,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from webhooks_app.extensions import db
-from webhooks_app.models import AttemptOutcome, EventStatus, WebhookAttempt
+from webhooks_app.models import AttemptOutcome, EventStatus, Subscription, WebhookAttempt
 from webhooks_app.openapi import openapi_document
+from webhooks_app.resources import AuthorizedPayment
 from webhooks_app.timeutil import utcnow
 
 from conftest import api_headers
@@ -69,7 +71,34 @@ def api_schema(app):
             )
         )
     db.session.commit()
+    add_subscription_with_a_charge("1", payment_id="1")
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+
+
+def add_subscription_with_a_charge(mp_id: str, payment_id: str) -> None:
+    """A subscription (MercadoPago preapproval) and one charge of it, linked."""
+    now = utcnow()
+    subscription = Subscription(
+        mp_preapproval_id=mp_id, status="authorized", payer_email="sub@example.com", raw={}
+    )
+    db.session.add(subscription)
+    db.session.flush()
+    db.session.add(
+        AuthorizedPayment(
+            mp_authorized_payment_id=f"61{mp_id}",
+            mp_preapproval_id=mp_id,
+            subscription_id=subscription.id,
+            mp_payment_id=payment_id,
+            status="processed",
+            payment_status="approved",
+            amount=Decimal("49.90"),
+            debit_date=now,
+            retry_attempt=0,
+            mp_last_modified=now,
+            raw={},
+        )
+    )
+    db.session.commit()
 
 
 # One test per operation, listed from the document itself: a new one is tested too.
@@ -105,3 +134,12 @@ def test_the_api_keeps_its_documented_promises(api_schema, method, path):
 
 def test_the_document_is_served_as_written(client):
     assert client.get("/api/openapi.json").json == openapi_document()
+
+
+def test_a_subscription_with_its_charges_is_answered_as_documented(api_schema):
+    operation = api_schema["/api/subscriptions/{mp_id}"]["GET"]
+    response = operation.Case(path_parameters={"mp_id": "1"}).call_and_validate(
+        headers=api_headers(), checks=CHECKS
+    )
+    (charge,) = response.json()["authorized_payments"]
+    assert (charge["mp_authorized_payment_id"], charge["mp_payment_id"]) == ("611", "1")

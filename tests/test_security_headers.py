@@ -29,6 +29,7 @@ def admin_client(app, sandbox):
 HTML_PAGES = [
     "/admin/events",
     "/admin/payments",
+    "/admin/subscriptions",
     "/admin/stats",
     "/rq/",
     "/rq/0/view/workers",

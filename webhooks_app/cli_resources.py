@@ -1,4 +1,5 @@
-"""`flask webhooks order <id>`, `chargebacks` and `subscriptions`: the other stored resources."""
+"""`flask webhooks order <id>`, `chargebacks`, `subscriptions` and `subscription <id>`: the
+other stored resources."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from sqlalchemy import select
 from .cli import LIST_MAX, webhooks_cli
 from .extensions import db
 from .models import Subscription
-from .resource_lookups import find_chargebacks, find_merchant_order, order_payments
+from .resource_lookups import (
+    find_chargebacks,
+    find_merchant_order,
+    find_subscription,
+    order_payments,
+    subscription_charges,
+)
 from .timeutil import isoformat
 
 
@@ -74,3 +81,38 @@ def subscriptions_command(status: str | None, limit: int) -> None:
             f"{row.reason or ''}"
         )
     click.echo(f"{len(rows)} subscription(s)")
+
+
+@webhooks_cli.command("subscription")
+@click.argument("mp_preapproval_id")
+@click.option("--json", "as_json", is_flag=True, help="Print it and its charges as JSON.")
+def subscription_command(mp_preapproval_id: str, as_json: bool) -> None:
+    """Show a stored subscription and its charges (authorized payments), latest first."""
+    row = find_subscription(mp_preapproval_id)
+    if row is None:
+        raise click.ClickException(f"subscription {mp_preapproval_id} is not stored")
+    charges = subscription_charges(row)
+    if as_json:
+        data = row.to_dict()
+        data["authorized_payments"] = [charge.to_dict() for charge in charges]
+        click.echo(json.dumps(data, indent=2))
+        return
+    amount = f"{row.amount} {row.currency or ''}".strip() if row.amount is not None else "-"
+    every = f" every {row.frequency} {row.frequency_type}" if row.frequency else ""
+    click.echo(f"subscription {row.mp_preapproval_id}: {row.status or '-'}, {amount}{every}")
+    click.echo(f"payer: {row.payer_email or '-'}  plan: {row.preapproval_plan_id or '-'}")
+    click.echo(f"reason: {row.reason or '-'}  next payment: {isoformat(row.next_payment_date)}")
+    tags = ", ".join(row.tags_applied or []) or "-"
+    click.echo(f"GHL contact: {row.ghl_contact_id or '-'}  tags: {tags}")
+    for charge in charges:
+        payment = (
+            f"payment {charge.mp_payment_id}: {charge.payment_status or '?'}"
+            if charge.mp_payment_id
+            else "no payment yet"
+        )
+        click.echo(
+            f"  charge {charge.mp_authorized_payment_id}: {charge.status or '?'}, debit "
+            f"{isoformat(charge.debit_date) or '-'}, {charge.amount} {charge.currency or ''}, "
+            f"retry {charge.retry_attempt if charge.retry_attempt is not None else '-'}, {payment}"
+        )
+    click.echo(f"{len(charges)} charge(s)")

@@ -25,6 +25,7 @@ WEBHOOK_TYPES = {
     "merchant_order": "topic_merchant_order_wh",
     "chargebacks": "topic_chargebacks_wh",
     "subscription_preapproval": "subscription_preapproval",
+    "subscription_authorized_payment": "subscription_authorized_payment",
     "stop_delivery_op_wh": "stop_delivery_op_wh",
     "topic_claims_integration_wh": "topic_claims_integration_wh",
 }
@@ -113,6 +114,10 @@ def _create_sandbox_resource(topic: str, payment_status: str) -> str:
     """Create the notification's resource in the sandbox; return the id it is notified by."""
     if topic == "subscription_preapproval":
         return _sandbox_post("preapprovals", {"status": "authorized"})
+    if topic == "subscription_authorized_payment":  # a charge of a new subscription
+        preapproval_id = _sandbox_post("preapprovals", {"status": "authorized"})
+        body = {"preapproval_id": preapproval_id, "payment_status": payment_status}
+        return _sandbox_post("authorized-payments", body)
     payment_id = _sandbox_post("payments", {"status": payment_status})
     if topic == "merchant_order":
         return _sandbox_post("merchant-orders", {"payment_ids": [payment_id]})

@@ -43,7 +43,11 @@ EVENT = {
     "properties": {
         "id": INTEGER,
         "webhook_id": STRING,
-        "source": {**STRING, "description": "webhook, ipn or catch_up"},
+        "source": {
+            **STRING,
+            "description": "webhook, ipn, catch_up, or the handler that created it: "
+            "merchant_order, authorized_pay",
+        },
         "type": STRING,
         "action": _nullable(STRING),
         "resource_id": STRING,
@@ -589,68 +593,4 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
             },
         },
     }
-    _add_subscriptions(document)
     return document
-
-
-# -- subscriptions (topic subscription_preapproval) -----------------------------------
-
-SUBSCRIPTION = {
-    "type": "object",
-    "required": ["id", "mp_preapproval_id", "tags_applied", "created_at", "updated_at"],
-    "properties": {
-        "id": INTEGER,
-        "mp_preapproval_id": STRING,
-        "status": _nullable({**STRING, "description": "pending, authorized, paused or cancelled"}),
-        "payer_email": _nullable(STRING),
-        "preapproval_plan_id": _nullable(STRING),
-        "reason": _nullable(STRING),
-        "external_reference": _nullable(STRING),
-        "amount": _nullable({**STRING, "description": "decimal, e.g. 49.90"}),
-        "currency": _nullable(STRING),
-        "frequency": _nullable(INTEGER),
-        "frequency_type": _nullable(STRING),
-        "next_payment_date": _nullable(DATETIME),
-        "ghl_contact_id": _nullable(STRING),
-        "tags_applied": {"type": "array", "items": STRING},
-        "created_at": DATETIME,
-        "updated_at": DATETIME,
-    },
-}
-
-
-def _add_subscriptions(document: dict[str, Any]) -> None:
-    """`GET /api/subscriptions` and `GET /api/subscriptions/{mp_id}`."""
-    document["components"]["schemas"]["Subscription"] = SUBSCRIPTION
-    page = {
-        "type": "object",
-        "required": ["subscriptions", "next_cursor"],
-        "properties": {
-            "subscriptions": {"type": "array", "items": _ref("Subscription")},
-            "next_cursor": _nullable(STRING),
-        },
-    }
-    document["paths"]["/api/subscriptions"] = {
-        "get": {
-            "operationId": "listSubscriptions",
-            "summary": "Subscriptions (MercadoPago preapprovals), most recently updated first",
-            "parameters": [
-                _param(
-                    "status",
-                    "subscription status, e.g. authorized",
-                    {"type": "string", "pattern": "^[a-z_]{1,32}$"},
-                ),
-                LIMIT,
-                CURSOR,
-            ],
-            "responses": _responses(_ok("a page of subscriptions", page), 400),
-        }
-    }
-    document["paths"]["/api/subscriptions/{mp_id}"] = {
-        "get": {
-            "operationId": "getSubscription",
-            "summary": "One subscription by its MercadoPago (preapproval) id",
-            "parameters": [{"name": "mp_id", "in": "path", "required": True, "schema": STRING}],
-            "responses": _responses(_ok("the subscription", _ref("Subscription")), 404),
-        }
-    }

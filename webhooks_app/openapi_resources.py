@@ -1,10 +1,22 @@
-"""The OpenAPI paths and schemas of `/api/merchant-orders` and `/api/chargebacks`."""
+"""The OpenAPI paths and schemas of `/api/merchant-orders`, `/api/chargebacks` and
+`/api/subscriptions` (with their charges, MercadoPago's authorized payments)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .openapi import DATETIME, LIMIT, STRING, _nullable, _ok, _param, _ref, _responses
+from .openapi import (
+    CURSOR,
+    DATETIME,
+    INTEGER,
+    LIMIT,
+    STRING,
+    _nullable,
+    _ok,
+    _param,
+    _ref,
+    _responses,
+)
 
 MONEY = _nullable({**STRING, "description": "decimal, e.g. 100.00"})
 BOOLEAN = {"type": "boolean"}
@@ -57,6 +69,80 @@ CHARGEBACK = {
     },
 }
 
+SUBSCRIPTION = {
+    "type": "object",
+    "required": ["id", "mp_preapproval_id", "tags_applied", "created_at", "updated_at"],
+    "properties": {
+        "id": INTEGER,
+        "mp_preapproval_id": STRING,
+        "status": _nullable({**STRING, "description": "pending, authorized, paused or cancelled"}),
+        "payer_email": _nullable(STRING),
+        "preapproval_plan_id": _nullable(STRING),
+        "reason": _nullable(STRING),
+        "external_reference": _nullable(STRING),
+        "amount": _nullable({**STRING, "description": "decimal, e.g. 49.90"}),
+        "currency": _nullable(STRING),
+        "frequency": _nullable(INTEGER),
+        "frequency_type": _nullable(STRING),
+        "next_payment_date": _nullable(DATETIME),
+        "ghl_contact_id": _nullable(STRING),
+        "tags_applied": {"type": "array", "items": STRING},
+        "created_at": DATETIME,
+        "updated_at": DATETIME,
+    },
+}
+
+AUTHORIZED_PAYMENT = {
+    "type": "object",
+    "description": "one recurring charge of the subscription (GET /authorized_payments/{id})",
+    "required": ["mp_authorized_payment_id", "created_at", "updated_at"],
+    "properties": {
+        "mp_authorized_payment_id": STRING,
+        "mp_preapproval_id": _nullable(STRING),
+        "mp_payment_id": _nullable({**STRING, "description": "the payment the charge made"}),
+        "status": _nullable(
+            {**STRING, "description": "scheduled, processed, recycling or cancelled"}
+        ),
+        "payment_status": _nullable({**STRING, "description": "its payment's, e.g. approved"}),
+        "payment_status_detail": _nullable(STRING),
+        "amount": MONEY,
+        "currency": _nullable(STRING),
+        "debit_date": _nullable(DATETIME),
+        "retry_attempt": _nullable(INTEGER),
+        "reason": _nullable(STRING),
+        "external_reference": _nullable(STRING),
+        "mp_last_modified": _nullable(DATETIME),
+        "created_at": DATETIME,
+        "updated_at": DATETIME,
+    },
+}
+
+SUBSCRIPTION_DETAIL = {
+    "allOf": [
+        _ref("Subscription"),
+        {
+            "type": "object",
+            "required": ["authorized_payments"],
+            "properties": {
+                "authorized_payments": {
+                    "type": "array",
+                    "items": _ref("AuthorizedPayment"),
+                    "description": "its charges, latest debit first",
+                }
+            },
+        },
+    ]
+}
+
+SUBSCRIPTION_PAGE = {
+    "type": "object",
+    "required": ["subscriptions", "next_cursor"],
+    "properties": {
+        "subscriptions": {"type": "array", "items": _ref("Subscription")},
+        "next_cursor": _nullable(STRING),
+    },
+}
+
 
 def resource_paths() -> dict[str, Any]:
     """The paths, to merge into the document's."""
@@ -101,7 +187,39 @@ def resource_paths() -> dict[str, Any]:
                 ),
             }
         },
+        "/api/subscriptions": {
+            "get": {
+                "operationId": "listSubscriptions",
+                "summary": "Subscriptions (MercadoPago preapprovals), most recently updated first",
+                "parameters": [
+                    _param(
+                        "status",
+                        "subscription status, e.g. authorized",
+                        {"type": "string", "pattern": "^[a-z_]{1,32}$"},
+                    ),
+                    LIMIT,
+                    CURSOR,
+                ],
+                "responses": _responses(_ok("a page of subscriptions", SUBSCRIPTION_PAGE), 400),
+            }
+        },
+        "/api/subscriptions/{mp_id}": {
+            "get": {
+                "operationId": "getSubscription",
+                "summary": "One subscription by its MercadoPago (preapproval) id, with its charges",
+                "parameters": [{"name": "mp_id", "in": "path", "required": True, "schema": STRING}],
+                "responses": _responses(
+                    _ok("the subscription", _ref("SubscriptionDetail")), 404
+                ),
+            }
+        },
     }
 
 
-SCHEMAS = {"MerchantOrder": MERCHANT_ORDER, "Chargeback": CHARGEBACK}
+SCHEMAS = {
+    "MerchantOrder": MERCHANT_ORDER,
+    "Chargeback": CHARGEBACK,
+    "Subscription": SUBSCRIPTION,
+    "AuthorizedPayment": AUTHORIZED_PAYMENT,
+    "SubscriptionDetail": SUBSCRIPTION_DETAIL,
+}

@@ -1,15 +1,21 @@
-"""Fetching merchant orders and chargebacks by the ids a URL or a command line gave."""
+"""Fetching merchant orders, chargebacks and subscriptions (with their charges) by the ids a
+URL or a command line gave: one set of queries for the admin, the API and the CLI."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+
+from sqlalchemy import Select, select
 
 from .extensions import db
-from .filters import CONTROL_CHARS
-from .models import Payment
-from .resources import Chargeback, MerchantOrder, MerchantOrderPayment
+from .filters import CONTROL_CHARS, FilterError
+from .models import Payment, Subscription
+from .resources import AuthorizedPayment, Chargeback, MerchantOrder, MerchantOrderPayment
 
 CHARGEBACKS_SHOWN = 100
+# A subscription's charges shown with it, newest first (one a month for years fits).
+CHARGES_SHOWN = 100
+SUBSCRIPTION_STATUS = re.compile(r"[a-z_]{1,32}")
 
 
 def _usable(mp_id: str | None) -> bool:
@@ -61,3 +67,57 @@ def find_chargebacks(
             return []
         query = query.where(Chargeback.documentation_status == documentation_status)
     return list(db.session.scalars(query))
+
+
+def subscriptions_query(status: str | None = None) -> Select:
+    """Subscriptions, of one status if given (`authorized` …); FilterError for a bad one."""
+    query = select(Subscription)
+    if status:
+        if not SUBSCRIPTION_STATUS.fullmatch(status):
+            raise FilterError("status", "must be a subscription status such as authorized")
+        query = query.where(Subscription.status == status)
+    return query
+
+
+def find_subscription(mp_id: str) -> Subscription | None:
+    """The subscription with this MercadoPago (preapproval) id, or None."""
+    if not _usable(mp_id):
+        return None
+    return db.session.scalars(
+        select(Subscription).where(Subscription.mp_preapproval_id == mp_id)
+    ).first()
+
+
+def subscription_charges(
+    subscription: Subscription, limit: int = CHARGES_SHOWN
+) -> list[AuthorizedPayment]:
+    """Its charges (authorized payments), latest debit first; by preapproval id, so that a
+    charge stored before its subscription (and not linked yet) is listed too."""
+    return list(
+        db.session.scalars(
+            select(AuthorizedPayment)
+            .where(AuthorizedPayment.mp_preapproval_id == subscription.mp_preapproval_id)
+            .order_by(AuthorizedPayment.debit_date.desc().nulls_last(), AuthorizedPayment.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def charge_payments(charges: list[AuthorizedPayment]) -> dict[str, Payment]:
+    """The stored payments the charges made, by MercadoPago id."""
+    ids = [charge.mp_payment_id for charge in charges if charge.mp_payment_id]
+    if not ids:
+        return {}
+    payments = db.session.scalars(select(Payment).where(Payment.mp_payment_id.in_(ids)))
+    return {payment.mp_payment_id: payment for payment in payments}
+
+
+def charges_of_payment(mp_payment_id: str) -> list[AuthorizedPayment]:
+    """The subscription charges that made this payment (one, normally)."""
+    if not _usable(mp_payment_id):
+        return []
+    return list(
+        db.session.scalars(
+            select(AuthorizedPayment).where(AuthorizedPayment.mp_payment_id == mp_payment_id)
+        )
+    )

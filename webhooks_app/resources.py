@@ -1,4 +1,5 @@
-"""Models of the MercadoPago resources besides payments: merchant orders and chargebacks."""
+"""Models of the MercadoPago resources besides payments: merchant orders, chargebacks and
+subscriptions' recurring charges (authorized payments)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Numeric, String
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -113,6 +114,66 @@ class Chargeback(db.Model):
             "mp_date_last_updated": isoformat(self.mp_date_last_updated),
             "ghl_contact_id": self.ghl_contact_id,
             "alerted_at": isoformat(self.alerted_at),
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
+
+
+class AuthorizedPayment(db.Model):
+    """One recurring charge of a subscription (MercadoPago's authorized payment, topic
+    `subscription_authorized_payment`), as last read (migration c7d2e5a8b104).
+
+    `mp_preapproval_id` always names its subscription; `subscription_id` links the stored
+    one once it is stored (the subscription handler fills it when it comes later). The
+    payment it made is linked by MercadoPago id, like an order's: it may not be stored yet.
+    """
+
+    __tablename__ = "authorized_payments"
+    __table_args__ = (
+        db.UniqueConstraint(
+            "mp_authorized_payment_id", name="uq_authorized_payments_mp_authorized_payment_id"
+        ),
+        Index("ix_authorized_payments_mp_preapproval_id", "mp_preapproval_id"),
+        Index("ix_authorized_payments_mp_payment_id", "mp_payment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mp_authorized_payment_id: Mapped[str] = mapped_column(String(64))
+    mp_preapproval_id: Mapped[str | None] = mapped_column(String(64))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
+    mp_payment_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32))  # scheduled, processed, recycling …
+    payment_status: Mapped[str | None] = mapped_column(String(32))
+    payment_status_detail: Mapped[str | None] = mapped_column(String(128))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    debit_date: Mapped[datetime | None] = mapped_column(DateTime)
+    retry_attempt: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    external_reference: Mapped[str | None] = mapped_column(String(255))
+    # MercadoPago's `last_modified`: an older read never overwrites a newer one.
+    mp_last_modified: Mapped[datetime | None] = mapped_column(DateTime)
+    # MercadoPago's copy without `payer_id`, its one personal datum (see handlers/
+    # authorized_payment.py): the payer is the subscription's.
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mp_authorized_payment_id": self.mp_authorized_payment_id,
+            "mp_preapproval_id": self.mp_preapproval_id,
+            "mp_payment_id": self.mp_payment_id,
+            "status": self.status,
+            "payment_status": self.payment_status,
+            "payment_status_detail": self.payment_status_detail,
+            "amount": _money(self.amount),
+            "currency": self.currency,
+            "debit_date": isoformat(self.debit_date),
+            "retry_attempt": self.retry_attempt,
+            "reason": self.reason,
+            "external_reference": self.external_reference,
+            "mp_last_modified": isoformat(self.mp_last_modified),
             "created_at": isoformat(self.created_at),
             "updated_at": isoformat(self.updated_at),
         }

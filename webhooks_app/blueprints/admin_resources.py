@@ -1,4 +1,5 @@
-"""Admin pages of merchant orders and chargebacks (on the `admin` blueprint: same login)."""
+"""Admin pages of merchant orders, chargebacks and subscriptions with their charges (on the
+`admin` blueprint: same login)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ from typing import Any
 from flask import abort, render_template, request
 from flask.typing import ResponseReturnValue
 
+from ..filters import FilterError, parse_int
+from ..models import Subscription
+from ..pagination import keyset_page
 from ..resource_lookups import (
+    charge_payments,
+    charges_of_payment,
     find_chargebacks,
     find_merchant_order,
+    find_subscription,
     order_payments,
     orders_of_payment,
+    subscription_charges,
+    subscriptions_query,
 )
-from .admin import bp
+from .admin import PAGE_SIZES, bp
 
 
 @bp.get("/merchant-orders/<mp_id>")
@@ -37,10 +46,55 @@ def chargebacks() -> ResponseReturnValue:
     )
 
 
+@bp.get("/subscriptions")
+def subscriptions() -> ResponseReturnValue:
+    """Subscriptions, most recently updated first; `status` narrows to one status."""
+    args = request.args
+    status = args.get("status") or None
+    try:
+        limit = parse_int("limit", args.get("limit"), default=50, minimum=1, maximum=100)
+        page = keyset_page(
+            subscriptions_query(status),
+            Subscription.updated_at,
+            Subscription.id,
+            limit=limit,
+            after=args.get("after") or None,
+            before=args.get("before") or None,
+        )
+    except FilterError as exc:
+        return render_template("admin/subscriptions.html", error=str(exc), args=args), 400
+    return render_template(
+        "admin/subscriptions.html",
+        error=None,
+        args=args,
+        page=page,
+        base={key: value for key, value in (("status", status), ("limit", limit)) if value},
+        page_sizes=PAGE_SIZES,
+    )
+
+
+@bp.get("/subscriptions/<mp_id>")
+def subscription(mp_id: str) -> ResponseReturnValue:
+    """One subscription: status, payer, plan, amount and frequency, GHL contact and tags, and
+    its charges (authorized payments) with the payments they made."""
+    found = find_subscription(mp_id)
+    if found is None:
+        abort(404, f"subscription {mp_id} does not exist")
+    charges = subscription_charges(found)
+    return render_template(
+        "admin/subscription.html",
+        subscription=found,
+        charges=charges,
+        payments=charge_payments(charges),
+    )
+
+
 @bp.app_template_global("payment_resources")
 def payment_resources(mp_payment_id: str) -> dict[str, Any]:
-    """The orders listing a payment and its chargebacks, for the payment's page."""
+    """The orders listing a payment, its chargebacks and the subscription charge that made it,
+    for the payment's page."""
     return {
         "orders": orders_of_payment(mp_payment_id),
         "chargebacks": find_chargebacks(payment_id=mp_payment_id),
+        "charges": charges_of_payment(mp_payment_id),
     }

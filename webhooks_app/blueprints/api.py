@@ -244,53 +244,5 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
-# -- subscriptions (topic subscription_preapproval) -----------------------------------
-
-
-@bp.get("/subscriptions")
-def list_subscriptions() -> ResponseReturnValue:
-    """Subscriptions, most recently updated first; filter `status`; a cursor to the next page."""
-    from sqlalchemy import select
-
-    from ..models import Subscription
-
-    args = request.args
-    limit = parse_int(
-        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
-    )
-    query = select(Subscription)
-    if args.get("status"):
-        query = query.where(Subscription.status == args["status"])
-    page = keyset_page(
-        query,
-        Subscription.updated_at,
-        Subscription.id,
-        limit=limit,
-        after=args.get("cursor") or None,
-        after_param="cursor",
-    )
-    return jsonify(
-        {
-            "subscriptions": [row.to_dict() for row in page.items],
-            "next_cursor": page.next_cursor,
-        }
-    )
-
-
-@bp.get("/subscriptions/<mp_id>")
-def get_subscription(mp_id: str) -> ResponseReturnValue:
-    """One subscription by its MercadoPago (preapproval) id."""
-    from sqlalchemy import select
-
-    from ..models import Subscription
-
-    row = db.session.scalars(
-        select(Subscription).where(Subscription.mp_preapproval_id == mp_id)
-    ).one_or_none()
-    if row is None:
-        abort(404, f"subscription {mp_id} does not exist")
-    return jsonify(row.to_dict())
-
-
 # /api/processing and the other resources' routes, on this blueprint (their own modules).
 from . import api_processing, api_resources  # noqa: E402, F401

@@ -1,4 +1,5 @@
-"""The API's merchant orders and chargebacks (on the `api` blueprint: same token check)."""
+"""The API's merchant orders, chargebacks and subscriptions with their charges (on the `api`
+blueprint: same token check)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from flask import abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..filters import parse_int
-from ..resource_lookups import find_chargebacks, find_merchant_order, order_payments
+from ..models import Subscription
+from ..pagination import keyset_page
+from ..resource_lookups import (
+    find_chargebacks,
+    find_merchant_order,
+    find_subscription,
+    order_payments,
+    subscription_charges,
+    subscriptions_query,
+)
 from .api import DEFAULT_LIMIT, MAX_LIMIT, bp
 
 
@@ -34,3 +44,37 @@ def list_chargebacks() -> ResponseReturnValue:
         limit=limit,
     )
     return jsonify({"chargebacks": [chargeback.to_dict() for chargeback in chargebacks]})
+
+
+@bp.get("/subscriptions")
+def list_subscriptions() -> ResponseReturnValue:
+    """Subscriptions, most recently updated first; filter `status`; a cursor to the next page."""
+    args = request.args
+    limit = parse_int(
+        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+    page = keyset_page(
+        subscriptions_query(args.get("status") or None),
+        Subscription.updated_at,
+        Subscription.id,
+        limit=limit,
+        after=args.get("cursor") or None,
+        after_param="cursor",
+    )
+    return jsonify(
+        {
+            "subscriptions": [row.to_dict() for row in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@bp.get("/subscriptions/<mp_id>")
+def get_subscription(mp_id: str) -> ResponseReturnValue:
+    """One subscription by its MercadoPago (preapproval) id, with its charges."""
+    subscription = find_subscription(mp_id)
+    if subscription is None:
+        abort(404, f"subscription {mp_id} does not exist")
+    data = subscription.to_dict()
+    data["authorized_payments"] = [c.to_dict() for c in subscription_charges(subscription)]
+    return jsonify(data)

@@ -14,6 +14,7 @@ from sqlalchemy import Row
 from ..extensions import db
 from ..models import EventStatus
 from ..services import NotFoundError
+from .authorized_payment import AuthorizedPaymentHandler
 from .base import (
     IGNORED,
     TEST_NOTIFICATION,
@@ -51,6 +52,7 @@ HANDLERS: tuple[Handler, ...] = (
     MerchantOrderHandler(),
     ChargebackHandler(),
     SubscriptionHandler(),
+    AuthorizedPaymentHandler(),
     FraudAlertHandler(),
     ClaimHandler(),
 )

@@ -5,7 +5,7 @@ order's `payer` carries no e-mail (MercadoPago deprecated it): so each payment t
 lists that we lack, or hold an older copy of, becomes a `payment` event through the
 normal ingest path, processed, locked and retried as any payment (which tags the contact
 by the payment's payer e-mail). Its webhook id is `order:<order>:payment:<payment>:<last
-modified>`: a redelivered order creates nothing twice (as catch-up does).
+modified>`: a redelivered order creates nothing twice (as catch-up does; `follow_up`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from sqlalchemy import Row, or_, select
 
 from ..clients import mercadopago_client
 from ..extensions import db
-from ..ingest import store_event
 from ..metrics import observe_api_call
-from ..models import EventStatus, Payment, WebhookEvent
-from ..notifications import Notification
+from ..models import EventStatus
 from ..resources import MerchantOrder, MerchantOrderPayment
 from ..sql import dialect_insert
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
+from .follow_up import payment_is_current, queue_event
 from .values import decimal_or_none
 
 logger = logging.getLogger(__name__)
@@ -134,38 +133,17 @@ def queue_missing_payments(data: dict[str, Any]) -> list[int]:
             continue
         payment_id = str(summary["id"])
         modified = summary.get("last_modified") or summary.get("date_created")
-        if _up_to_date(payment_id, parse_iso(modified)):
+        if payment_is_current(payment_id, modified=parse_iso(modified)):
             continue
-        notification = Notification(
-            source=SOURCE,
-            webhook_id=f"order:{data['id']}:payment:{payment_id}:{modified or 'unknown'}"[:255],
-            type="payment",
-            action="merchant_order",
+        event_id = queue_event(
+            event_type="payment",
             resource_id=payment_id,
+            webhook_id=f"order:{data['id']}:payment:{payment_id}:{modified or 'unknown'}",
+            source=SOURCE,
+            action="merchant_order",
             payload={"merchant_order_id": data["id"], "payment": summary},
-            raw_body="",
-            headers={},
-            query={},
         )
-        stored = store_event(notification)
-        if stored.created:
-            created.append(stored.id)
+        if event_id is not None:
+            created.append(event_id)
     db.session.commit()  # end the read transaction: the attempt writes its outcome next
     return created
-
-
-def _up_to_date(payment_id: str, modified: Any) -> bool:
-    """Whether our copy is as new as the order's summary, or an event will read it anyway."""
-    local = db.session.scalar(
-        select(Payment.mp_date_last_updated).where(Payment.mp_payment_id == payment_id)
-    )
-    if local is not None and modified is not None and local >= modified:
-        return True
-    waiting = db.session.scalar(
-        select(WebhookEvent.id).where(
-            WebhookEvent.type == "payment",
-            WebhookEvent.resource_id == payment_id,
-            WebhookEvent.status.in_([EventStatus.PENDING, EventStatus.PROCESSING]),
-        )
-    )
-    return waiting is not None

@@ -20,6 +20,7 @@ from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Subscription
 from ..timeutil import parse_iso
+from .authorized_payment import link_to_subscription
 from .base import EventRef, HandlerContext, HandlerResult
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class SubscriptionHandler:
             data = mercadopago_client().get_preapproval(event.resource_id)
         context.renew_lease()
         subscription = store_subscription(data)
+        # Its charges notified before it was stored (subscription_authorized_payment).
+        link_to_subscription(subscription.mp_preapproval_id)
         context.renew_lease()
         sync_subscription_tags(subscription, context)
         return HandlerResult(EventStatus.SUCCESS)

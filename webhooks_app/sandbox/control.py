@@ -72,6 +72,14 @@ def add_preapproval() -> Response:
     return json_response(get_state().add_preapproval(**_body()), 200)
 
 
+@bp.post("/authorized-payments")
+def add_authorized_payment() -> Response:
+    """Create a charge of a subscription: {"preapproval_id", "payment_status"?: "approved",
+    "status"?: "processed", "payment_id"?}, with a new payment of its subscriber unless
+    `payment_id` names one; {"id", …} updates one (and its payment's status)."""
+    return json_response(get_state().add_authorized_payment(**_body()), 200)
+
+
 @bp.post("/claims")
 def add_claim() -> Response:
     """Create or update a claim on a payment (`resource_id`): a JSON object."""

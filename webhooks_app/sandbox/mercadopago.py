@@ -1,4 +1,4 @@
-"""Imitation of the MercadoPago payments API (https://api.mercadopago.com)."""
+"""Imitation of the MercadoPago API (https://api.mercadopago.com): the resources we read."""
 
 from __future__ import annotations
 
@@ -113,6 +113,14 @@ def get_preapproval(preapproval_id: str) -> Response:
     """One subscription by id (`GET /preapproval/{id}`), faulted like payments (by id)."""
     not_found = mp_error(404, f"preapproval {preapproval_id} not found")
     return _serve_resource(preapproval_id, get_state().get_preapproval, not_found)
+
+
+@bp.get("/authorized_payments/<charge_id>")
+def get_authorized_payment(charge_id: str) -> Response:
+    """One charge of a subscription by id (`GET /authorized_payments/{id}`; sdk-nodejs
+    `src/clients/invoice/get/index.ts`), faulted by id."""
+    not_found = mp_error(404, f"authorized payment {charge_id} not found")
+    return _serve_resource(charge_id, get_state().get_authorized_payment, not_found)
 
 
 @bp.get("/post-purchase/v1/claims/<claim_id>")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import authorized_payments as mp_charges
 from . import claims as mp_claims
 from . import contacts as ghl_contacts
 from . import orders as mp_orders
@@ -50,6 +51,16 @@ def _first_payment_id() -> int:
     return 10_000_000_000 + int(RealClock.time() * 1000) % 10_000_000_000
 
 
+def _numeric_id(raw: Any, what: str) -> int | None:
+    """An id given to a control call, as MercadoPago's numeric ids; None when absent."""
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} id must be numeric, got {raw!r}") from None
+
+
 class SandboxState:
     """Everything the sandbox remembers, safe to use from any thread.
 
@@ -65,6 +76,7 @@ class SandboxState:
         # Other id ranges than payments', so that a fault keyed by id hits one resource.
         self._next_order_id = self._next_payment_id + 20_000_000_000
         self._next_chargeback_id = self._next_payment_id + 40_000_000_000
+        self._next_charge_id = self._next_payment_id + 60_000_000_000
         self._ids = random.Random()
         self._last_tick: datetime | None = None
         self.reset()
@@ -78,6 +90,7 @@ class SandboxState:
             self._merchant_orders: dict[int, dict[str, Any]] = {}
             self._chargebacks: dict[str, dict[str, Any]] = {}
             self._preapprovals: dict[str, dict[str, Any]] = {}
+            self._authorized_payments: dict[int, dict[str, Any]] = {}
             self._claims: dict[str, dict[str, Any]] = {}
             self._contacts: dict[str, dict[str, Any]] = {}
             # (locationId, "email" or "phone", value) -> contact id
@@ -235,6 +248,63 @@ class SandboxState:
         with self._lock:
             preapproval = self._preapprovals.get(str(preapproval_id))
             return copy.deepcopy(preapproval) if preapproval is not None else None
+
+    def add_authorized_payment(self, **fields: Any) -> dict[str, Any]:
+        """Create a charge of the subscription `preapproval_id`, or update it when `id` exists;
+        return a copy. Its payment (in `payment_status`, default approved) is `payment_id`'s,
+        else a new one of the subscriber for the subscription's amount; a `scheduled` charge
+        has none yet. An update moves the charge's payment to `payment_status` too."""
+        with self._lock:
+            charge_id = _numeric_id(fields.get("id"), "authorized payment")
+            existing = self._authorized_payments.get(charge_id) if charge_id else None
+            preapproval_id = (existing or fields).get("preapproval_id")
+            preapproval = self._preapprovals.get(str(preapproval_id))
+            if preapproval is None:
+                raise ValueError(f"preapproval {preapproval_id!r} does not exist")
+            payment = self._charge_payment(preapproval, fields, existing)
+            now = mp_payments.format_mp_time(self._tick())
+            if existing is not None:
+                return copy.deepcopy(
+                    mp_charges.update_authorized_payment(existing, payment, fields, now)
+                )
+            charge_id = charge_id or self._next_charge_id
+            self._next_charge_id = max(self._next_charge_id, charge_id + 1)
+            charge = mp_charges.new_authorized_payment(charge_id, now, preapproval, payment, fields)
+            self._authorized_payments[charge_id] = charge
+            logger.info("authorized payment %s of preapproval %s", charge_id, preapproval_id)
+            return copy.deepcopy(charge)
+
+    def _charge_payment(
+        self, preapproval: dict[str, Any], fields: Mapping[str, Any], charge: dict | None
+    ) -> dict[str, Any] | None:
+        """The payment a charge made, created or moved to `payment_status` as asked."""
+        status = fields.get("payment_status")
+        payment_id = fields.get("payment_id") or ((charge or {}).get("payment") or {}).get("id")
+        if payment_id is not None:
+            payment = self.get_payment(payment_id)
+            if payment is None:
+                raise ValueError(f"payment {payment_id!r} does not exist")
+            return self.add_payment(id=payment_id, status=status) if status else payment
+        if charge is not None or fields.get("status") == "scheduled":
+            return None  # an update without a payment, or a charge not attempted yet
+        recurring = preapproval.get("auto_recurring") or {}
+        return self.add_payment(
+            status=status or "approved",
+            transaction_amount=recurring.get("transaction_amount", 100.0),
+            currency_id=recurring.get("currency_id", "BRL"),
+            payer={"email": preapproval.get("payer_email")},
+            description=preapproval.get("reason"),
+        )
+
+    def get_authorized_payment(self, charge_id: str) -> dict[str, Any] | None:
+        """A copy of the charge, or None."""
+        try:
+            key = int(charge_id)
+        except (TypeError, ValueError):
+            return None
+        with self._lock:
+            charge = self._authorized_payments.get(key)
+            return copy.deepcopy(charge) if charge is not None else None
 
     # -- MercadoPago claims --------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Thin client for the MercadoPago payments API (read-only).
 
-Endpoints: `GET /v1/payments/{id}`, `GET /v1/payments/search`, `GET /merchant_orders/{id}`
-and `GET /v1/chargebacks/{id}`. No retries
+Endpoints: `GET /v1/payments/{id}`, `GET /v1/payments/search`, `GET /merchant_orders/{id}`,
+`GET /v1/chargebacks/{id}`, `GET /preapproval/{id}`, `GET /authorized_payments/{id}` and
+`GET /post-purchase/v1/claims/{id}`. No retries
 happen here; failures raise the typed errors from `.errors` for the caller's
 retry policy.
 """
@@ -141,6 +142,23 @@ class MercadoPagoClient(ApiClient):
         A 404 is retryable, like a payment's (notified before readable).
         """
         path = f"/preapproval/{path_segment(preapproval_id, 'preapproval_id')}"
+        payload = self._http.request_json("GET", path, not_found_retryable=True)
+        return self._http.expect_object("GET", path, payload)
+
+    def get_authorized_payment(self, authorized_payment_id: str | int) -> dict[str, Any]:
+        """Fetch one recurring charge of a subscription: `GET /authorized_payments/{id}`.
+
+        Source: mercadopago/sdk-nodejs `src/clients/invoice/get/index.ts` (the path) and
+        `src/clients/invoice/commonTypes.ts` `InvoiceResponse` (id, type, date_created,
+        last_modified, preapproval_id, reason, external_reference, currency_id,
+        transaction_amount, debit_date, retry_attempt, status scheduled|processed|recycling|
+        cancelled, summarized, payer_id, payment {id, status, status_detail}); mercadopago/
+        sdk-java `resources/authorizedpayment/AuthorizedPayment.java` (`Long id`);
+        mercadopago.com developers, reference "subscriptions/_authorized_payments_id/get".
+        A 404 is retryable, like a payment's (notified before readable).
+        """
+        segment = path_segment(authorized_payment_id, "authorized_payment_id")
+        path = f"/authorized_payments/{segment}"
         payload = self._http.request_json("GET", path, not_found_retryable=True)
         return self._http.expect_object("GET", path, payload)
 
