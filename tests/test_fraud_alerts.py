@@ -188,3 +188,32 @@ def test_fraud_alerts_are_answered_200_at_once_with_redis_down(sandbox, app):
         (event,) = events()
         assert (event.type, event.status) == ("stop_delivery_op_wh", EventStatus.PENDING)
         assert event.next_retry_at is not None  # due: the reconciler queues it when Redis is back
+
+
+def simulate(app, runner, *args: str):
+    """Run `flask webhooks simulate` against the app served on a loopback port."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/mp"
+        return runner.invoke(args=["webhooks", "simulate", "--url", url, *args])
+    finally:
+        server.shutdown()
+
+
+def test_simulate_sends_the_documented_fraud_alert(app, sandbox, runner):
+    result = simulate(app, runner, "--count", "1", "--type", "stop_delivery_op_wh")
+    assert result.exit_code == 0, result.output
+    drain(app)
+    (event,) = events()
+    assert event.status == EventStatus.SUCCESS and event.webhook_id.startswith("mp-request:")
+    assert "id" not in event.payload["data"] and "data.id" not in event.query
+    assert event.payload["data"]["payment_id"] == int(event.resource_id)
+    row = db.session.query(MpAlert).one()
+    assert row.mp_payment_id == event.resource_id
+    order = sandbox.state.get_merchant_order(row.merchant_order_id)
+    assert order is not None and [p["id"] for p in order["payments"]] == [int(row.mp_payment_id)]
