@@ -15,6 +15,8 @@ import shutil
 import pytest
 from rq import Queue, SimpleWorker
 
+from webhooks_app.extensions import db
+from webhooks_app.models import MpAlert
 from webhooks_app.queueing import get_queue, job_id
 
 from conftest import dead_letter, drain, post_webhook
@@ -64,6 +66,19 @@ def seeded(app, client, sandbox):
     paid = sandbox.state.add_payment(status="approved")
     post_webhook(client, paid["id"])
     drain(app)
+    # A fraud alert about it, for /admin/alerts and the payment's page to list.
+    raw = {"type": "stop_delivery_op_wh", "data": {"payment_id": paid["id"], "merchant_order": 7}}
+    db.session.add(
+        MpAlert(
+            kind=MpAlert.FRAUD_ALERT,
+            mp_resource_id=str(paid["id"]),
+            mp_payment_id=str(paid["id"]),
+            status="stop_delivery",
+            detail="desc",
+            raw=raw,
+        )
+    )
+    db.session.commit()
     failed_event = dead_letter(app, client, sandbox, 1)[0]
     queued_event = post_webhook(client, sandbox.state.add_payment()["id"]).json["event_id"]
     # A job in RQ's failed registry, so that its page shows an exc_info.
@@ -98,6 +113,8 @@ def test_no_page_breaks_its_content_security_policy(web, seeded):
         (f"/admin/events/{seeded['failed_event']}", None),
         ("/admin/payments", None),
         (f"/admin/payments/{seeded['payment']}", None),
+        ("/admin/alerts", None),
+        ("/admin/alerts?kind=claim", None),
         ("/admin/stats", None),
         ("/rq/", seeded["queue"]),
         ("/rq/0/view/workers", None),

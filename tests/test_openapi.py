@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from webhooks_app.extensions import db
-from webhooks_app.models import AttemptOutcome, EventStatus, WebhookAttempt
+from webhooks_app.models import AttemptOutcome, EventStatus, MpAlert, WebhookAttempt
 from webhooks_app.openapi import openapi_document
 from webhooks_app.timeutil import utcnow
 
@@ -68,6 +68,16 @@ def api_schema(app):
                 retryable=False,
             )
         )
+    db.session.add(
+        MpAlert(
+            kind=MpAlert.FRAUD_ALERT,
+            mp_resource_id="1",
+            mp_payment_id="1",
+            status="stop_delivery",
+            raw={"data": {"payment_id": 1, "merchant_order": 2}},
+            alerted_at=utcnow(),
+        )
+    )
     db.session.commit()
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
 

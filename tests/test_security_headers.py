@@ -29,6 +29,7 @@ def admin_client(app, sandbox):
 HTML_PAGES = [
     "/admin/events",
     "/admin/payments",
+    "/admin/alerts",
     "/admin/stats",
     "/rq/",
     "/rq/0/view/workers",

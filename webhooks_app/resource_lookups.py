@@ -1,15 +1,18 @@
-"""Fetching merchant orders and chargebacks by the ids a URL or a command line gave."""
+"""Fetching merchant orders, chargebacks, fraud alerts and claims by the ids a URL or a
+command line gave."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from .extensions import db
-from .filters import CONTROL_CHARS
-from .models import Payment
+from .filters import CONTROL_CHARS, FilterError
+from .models import MpAlert, Payment
 from .resources import Chargeback, MerchantOrder, MerchantOrderPayment
 
 CHARGEBACKS_SHOWN = 100
+ALERTS_SHOWN = 100
+ALERT_KINDS = (MpAlert.FRAUD_ALERT, MpAlert.CLAIM)
 
 
 def _usable(mp_id: str | None) -> bool:
@@ -60,4 +63,22 @@ def find_chargebacks(
         if not _usable(documentation_status):
             return []
         query = query.where(Chargeback.documentation_status == documentation_status)
+    return list(db.session.scalars(query))
+
+
+def find_alerts(
+    *, kind: str | None = None, payment_id: str | None = None, limit: int = ALERTS_SHOWN
+) -> list[MpAlert]:
+    """Fraud alerts and claims (`mp_alerts`), newest first, optionally of one kind or one
+    payment; FilterError for a kind that is neither."""
+    if kind is not None and kind not in ALERT_KINDS:
+        raise FilterError("kind", f"must be one of {', '.join(ALERT_KINDS)}")
+    # Few rows (alerts are rare): no index on the payment id is needed to stay fast.
+    query = select(MpAlert).order_by(MpAlert.id.desc()).limit(limit)
+    if kind is not None:
+        query = query.where(MpAlert.kind == kind)
+    if payment_id is not None:
+        if not _usable(payment_id):
+            return []
+        query = query.where(MpAlert.mp_payment_id == payment_id)
     return list(db.session.scalars(query))

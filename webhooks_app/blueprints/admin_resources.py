@@ -1,4 +1,5 @@
-"""Admin pages of merchant orders and chargebacks (on the `admin` blueprint: same login)."""
+"""Admin pages of merchant orders, chargebacks, fraud alerts and claims (on the `admin`
+blueprint: same login)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 from flask import abort, render_template, request
 from flask.typing import ResponseReturnValue
 
+from ..filters import FilterError
 from ..resource_lookups import (
+    ALERT_KINDS,
+    find_alerts,
     find_chargebacks,
     find_merchant_order,
     order_payments,
@@ -39,8 +43,23 @@ def chargebacks() -> ResponseReturnValue:
 
 @bp.app_template_global("payment_resources")
 def payment_resources(mp_payment_id: str) -> dict[str, Any]:
-    """The orders listing a payment and its chargebacks, for the payment's page."""
+    """The orders listing a payment, its chargebacks and alerts, for the payment's page."""
     return {
         "orders": orders_of_payment(mp_payment_id),
         "chargebacks": find_chargebacks(payment_id=mp_payment_id),
+        "alerts": find_alerts(payment_id=mp_payment_id),
     }
+
+
+@bp.get("/alerts")
+def alerts() -> ResponseReturnValue:
+    """Fraud alerts and claims, newest first; `kind` and `payment_id` narrow them."""
+    kind = request.args.get("kind") or None
+    payment_id = request.args.get("payment_id") or None
+    try:
+        rows = find_alerts(kind=kind, payment_id=payment_id)
+    except FilterError as exc:
+        abort(400, str(exc))
+    return render_template(
+        "admin/alerts.html", alerts=rows, kind=kind, kinds=ALERT_KINDS, payment_id=payment_id
+    )

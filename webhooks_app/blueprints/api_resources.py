@@ -1,4 +1,4 @@
-"""The API's merchant orders and chargebacks (on the `api` blueprint: same token check)."""
+"""The API's merchant orders, chargebacks and alerts (on the `api` blueprint: same token check)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..filters import parse_int
-from ..resource_lookups import find_chargebacks, find_merchant_order, order_payments
+from ..resource_lookups import find_alerts, find_chargebacks, find_merchant_order, order_payments
 from .api import DEFAULT_LIMIT, MAX_LIMIT, bp
 
 
@@ -34,3 +34,16 @@ def list_chargebacks() -> ResponseReturnValue:
         limit=limit,
     )
     return jsonify({"chargebacks": [chargeback.to_dict() for chargeback in chargebacks]})
+
+
+@bp.get("/alerts")
+def list_alerts() -> ResponseReturnValue:
+    """Fraud alerts and claims, newest first; filters `kind`, `payment_id`."""
+    args = request.args
+    limit = parse_int(
+        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+    alerts = find_alerts(
+        kind=args.get("kind") or None, payment_id=args.get("payment_id") or None, limit=limit
+    )
+    return jsonify({"alerts": [alert.to_dict() for alert in alerts]})
