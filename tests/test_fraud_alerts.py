@@ -217,3 +217,11 @@ def test_simulate_sends_the_documented_fraud_alert(app, sandbox, runner):
     assert row.mp_payment_id == event.resource_id
     order = sandbox.state.get_merchant_order(row.merchant_order_id)
     assert order is not None and [p["id"] for p in order["payments"]] == [int(row.mp_payment_id)]
+
+
+def test_the_unsigned_description_is_kept_short_and_on_one_line():
+    from webhooks_app.handlers.risk import DESCRIPTION_CHARS, short_text
+
+    assert short_text("Hold\nit\x00 now\r\n") == "Hold it  now"
+    assert len(short_text("x" * 5000)) == DESCRIPTION_CHARS
+    assert short_text({"nested": 1}) is None and short_text("  \n ") is None
