@@ -61,7 +61,9 @@ def events() -> list[WebhookEvent]:
     return db.session.query(WebhookEvent).order_by(WebhookEvent.id).all()
 
 
-@pytest.mark.parametrize("query", ["", "?type=stop_delivery_op_wh"])
+@pytest.mark.parametrize(
+    "query", ["", "?type=stop_delivery_op_wh", "?data.id=&type=stop_delivery_op_wh"]
+)
 def test_the_documented_fraud_alert_is_stored_processed_tagged_and_alerted_once(
     app,
     sandbox,

@@ -70,8 +70,8 @@ class Notification:
 
     @property
     def signed_data_id(self) -> str | None:
-        """The `data.id` MercadoPago signs: the query string's."""
-        return self.query.get("data.id")
+        """The `data.id` MercadoPago signs: the query string's (None when absent or empty)."""
+        return self.query.get("data.id") or None
 
 
 def parse_notification(
@@ -175,15 +175,17 @@ def _webhook_resource(
 ) -> tuple[str, str]:
     """The resource id and where it came from (`IdSource`)."""
     body_resource = data.get("id")
-    if "data.id" in query:
-        # Present means used, even empty: an empty ?data.id= must not let a body id through
-        # under a signature made without one.
+    if query.get("data.id"):
         resource_id = _valid_resource_id(query["data.id"])
         if body_resource is not None and str(body_resource) != resource_id:
             raise InvalidNotification("data.id in the query and in the body disagree", 400)
         return resource_id, IdSource.QUERY
     if body_resource is not None:
+        if "data.id" in query:
+            # An empty ?data.id= is signed as no id at all: it must not vouch for the body's.
+            raise InvalidNotification("missing resource id: ?data.id= is empty", 400)
         return _valid_resource_id(body_resource), IdSource.BODY
+    # No data.id anywhere (an empty ?data.id= is one left out, as in the signature).
     handler = _handler_for(event_type)
     if handler is None:
         return _derived_resource_id(data, payload), IdSource.NONE
