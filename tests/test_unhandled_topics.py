@@ -95,10 +95,17 @@ def test_unhandled_shapes_are_stored_then_ignored_with_a_reason(
     assert again.json == {"status": "duplicate", "event_id": event.id}
 
 
-def test_an_unhandled_topics_reason_is_shown_by_the_api_and_the_cli(app, client, runner):
+def test_an_unhandled_topics_reason_is_shown_by_the_admin_the_api_and_the_cli(
+    app, client, runner, sandbox
+):
+    from test_admin import AUTH, PASSWORD, USERNAME
+
     post(client, DELIVERY)
     run_worker(app)
     (event,) = events()
+    admin = make_app(sandbox, ADMIN_USERNAME=USERNAME, ADMIN_PASSWORD=PASSWORD).test_client()
+    page = admin.get(f"/admin/events/{event.id}", headers=AUTH).text
+    assert "Ignored because" in page and "topic &#39;delivery&#39; is not handled" in page
     shown = client.get(f"/api/webhook-events/{event.id}", headers=api_headers()).json
     reason = "topic 'delivery' is not handled by this service"
     assert (shown["status"], shown["last_error"]) == ("ignored", reason)
