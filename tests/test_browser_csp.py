@@ -16,6 +16,8 @@ import pytest
 from rq import Queue, SimpleWorker
 from test_authorized_payments import notify
 
+from webhooks_app.extensions import db
+from webhooks_app.models import MpAlert
 from webhooks_app.queueing import get_queue, job_id
 
 from conftest import dead_letter, drain, post_webhook
@@ -70,6 +72,19 @@ def seeded(app, client, sandbox):
     charge = sandbox.state.add_authorized_payment(preapproval_id=preapproval["id"])
     notify(client, charge["id"])
     drain(app)
+    # A fraud alert about it, for /admin/alerts and the payment's page to list.
+    raw = {"type": "stop_delivery_op_wh", "data": {"payment_id": paid["id"], "merchant_order": 7}}
+    db.session.add(
+        MpAlert(
+            kind=MpAlert.FRAUD_ALERT,
+            mp_resource_id=str(paid["id"]),
+            mp_payment_id=str(paid["id"]),
+            status="stop_delivery",
+            detail="desc",
+            raw=raw,
+        )
+    )
+    db.session.commit()
     failed_event = dead_letter(app, client, sandbox, 1)[0]
     queued_event = post_webhook(client, sandbox.state.add_payment()["id"]).json["event_id"]
     # A job in RQ's failed registry, so that its page shows an exc_info.
@@ -107,6 +122,8 @@ def test_no_page_breaks_its_content_security_policy(web, seeded):
         (f"/admin/payments/{seeded['payment']}", None),
         ("/admin/subscriptions", None),
         (f"/admin/subscriptions/{seeded['subscription']}", None),
+        ("/admin/alerts", None),
+        ("/admin/alerts?kind=claim", None),
         ("/admin/stats", None),
         ("/rq/", seeded["queue"]),
         ("/rq/0/view/workers", None),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import requests
+from test_fraud_alerts import fraud_alert
 
 from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.models import EventStatus, MpAlert, WebhookEvent
 from webhooks_app.resources import AuthorizedPayment
 
 from conftest import notification
@@ -89,6 +90,7 @@ def test_one_notification_of_every_topic_through_the_whole_system(service, sandb
     charged = state.add_preapproval(status="authorized", payer_email="member@example.com")
     charge = state.add_authorized_payment(preapproval_id=charged["id"])
     flagged = state.add_payment(status="approved")
+    flagged_order = state.add_merchant_order(payment_ids=[flagged["id"]])
     claimed = state.add_payment(status="approved")
     claim = state.add_claim(resource_id=claimed["id"])
 
@@ -102,7 +104,10 @@ def test_one_notification_of_every_topic_through_the_whole_system(service, sandb
         "subscription_authorized_payment": service.send_topic(
             "subscription_authorized_payment", charge["id"]
         ),
-        "stop_delivery_op_wh": service.send_topic("stop_delivery_op_wh", flagged["id"]),
+        # MercadoPago's documented shape: no data.id; data.payment_id, data.merchant_order.
+        "stop_delivery_op_wh": service.send_without_data_id(
+            fraud_alert(flagged["id"], flagged_order["id"])
+        ),
         "topic_claims_integration_wh": service.send_topic(
             "topic_claims_integration_wh", claim["id"]
         ),
@@ -119,6 +124,14 @@ def test_one_notification_of_every_topic_through_the_whole_system(service, sandb
         "simulated": EventStatus.IGNORED,
     }
     assert events[ids["simulated"]].last_error == "MercadoPago test notification"
+    assert events[ids["point_integration_wh"]].last_error == (
+        "topic 'point_integration_wh' is not handled by this service"
+    )
+    fraud = db.session.query(MpAlert).filter_by(kind=MpAlert.FRAUD_ALERT).one()
+    assert (fraud.mp_payment_id, fraud.merchant_order_id) == (
+        str(flagged["id"]),
+        str(flagged_order["id"]),
+    )
 
     # The merchant order's payment came in as a payment event of its own.
     from processes import wait_until

@@ -24,7 +24,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from webhooks_app.extensions import db
-from webhooks_app.models import AttemptOutcome, EventStatus, Subscription, WebhookAttempt
+from webhooks_app.models import (
+    AttemptOutcome,
+    EventStatus,
+    MpAlert,
+    Subscription,
+    WebhookAttempt,
+)
 from webhooks_app.openapi import openapi_document
 from webhooks_app.resources import AuthorizedPayment
 from webhooks_app.timeutil import utcnow
@@ -70,6 +76,16 @@ def api_schema(app):
                 retryable=False,
             )
         )
+    db.session.add(
+        MpAlert(
+            kind=MpAlert.FRAUD_ALERT,
+            mp_resource_id="1",
+            mp_payment_id="1",
+            status="stop_delivery",
+            raw={"data": {"payment_id": 1, "merchant_order": 2}},
+            alerted_at=utcnow(),
+        )
+    )
     db.session.commit()
     add_subscription_with_a_charge("1", payment_id="1")
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)

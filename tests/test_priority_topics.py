@@ -101,3 +101,20 @@ def test_an_alert_that_cannot_be_sent_never_fails_the_event(app, sandbox):
         drain(broken)
         assert {e.status for e in db.session.query(WebhookEvent)} == {EventStatus.SUCCESS}
         assert db.session.query(MpAlert).one().alerted_at is not None
+
+
+def test_simulate_sends_a_claim_as_mercadopago_documents_it(app, sandbox, runner):
+    from test_fraud_alerts import simulate
+
+    from conftest import drain
+
+    result = simulate(app, runner, "--count", "1", "--type", "topic_claims_integration_wh")
+    assert result.exit_code == 0, result.output
+    drain(app)
+    event = db.session.query(WebhookEvent).one()
+    # "Claims": data.id is the claim (signed as ?data.id), data.resource where to read it.
+    assert event.query["data.id"] == event.resource_id == event.payload["data"]["id"]
+    assert event.payload["data"]["resource"] == f"/post-purchase/v1/claims/{event.resource_id}"
+    assert event.status == EventStatus.SUCCESS
+    row = db.session.query(MpAlert).one()
+    assert (row.kind, row.mp_resource_id) == ("claim", event.resource_id)

@@ -30,6 +30,7 @@ HTML_PAGES = [
     "/admin/events",
     "/admin/payments",
     "/admin/subscriptions",
+    "/admin/alerts",
     "/admin/stats",
     "/rq/",
     "/rq/0/view/workers",

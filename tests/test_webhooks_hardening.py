@@ -91,6 +91,15 @@ def test_signed_notification_without_data_id_in_the_query_is_401(client):
     assert stored() == []
 
 
+@pytest.mark.parametrize("query", [{"type": "payment"}, {"data.id": "", "type": "payment"}])
+def test_an_id_less_signature_never_vouches_for_a_body_data_id(client, query):
+    """A fraud alert's signature leaves the id out (issue 16 §2); captured, it must not make
+    a payment notification whose id is in the body only, nor one with an empty ?data.id=."""
+    response = post(client, query=query, body=notification(123), data_id=None)
+    assert response.status_code in (400, 401) and "data.id" in response.json["error"]
+    assert stored() == []
+
+
 def test_body_data_id_must_match_the_signed_one(client):
     response = post(client, query={"data.id": "123", "type": "payment"}, body=notification(999))
     assert response.status_code == 400 and stored() == []

@@ -1,5 +1,5 @@
-"""`flask webhooks order <id>`, `chargebacks`, `subscriptions` and `subscription <id>`: the
-other stored resources."""
+"""`flask webhooks order <id>`, `chargebacks`, `alerts`, `subscriptions` and `subscription
+<id>`: the other stored resources."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from .cli import LIST_MAX, webhooks_cli
 from .extensions import db
 from .models import Subscription
 from .resource_lookups import (
+    ALERT_KINDS,
+    find_alerts,
     find_chargebacks,
     find_merchant_order,
     find_subscription,
@@ -61,6 +63,24 @@ def chargebacks_command(payment_id: str | None, limit: int) -> None:
             + (f" (deadline {deadline:%Y-%m-%d})" if deadline else "")
         )
     click.echo(f"{len(chargebacks)} chargeback(s)")
+
+
+@webhooks_cli.command("alerts")
+@click.option("--kind", type=click.Choice(ALERT_KINDS), help="Only fraud alerts, or only claims.")
+@click.option("--payment-id", help="Only those about this MercadoPago payment.")
+@click.option("--limit", default=50, show_default=True, help="Rows shown, newest first.")
+def alerts_command(kind: str | None, payment_id: str | None, limit: int) -> None:
+    """List stored fraud alerts and claims, newest first."""
+    alerts = find_alerts(kind=kind, payment_id=payment_id, limit=max(1, min(limit, LIST_MAX)))
+    for alert in alerts:
+        order = f"  merchant order {alert.merchant_order_id}" if alert.merchant_order_id else ""
+        detail = f" ({alert.detail})" if alert.detail else ""
+        click.echo(
+            f"{isoformat(alert.created_at)}  {alert.kind:<11} {alert.mp_resource_id}  "
+            f"payment {alert.mp_payment_id or '-'}{order}  payer {alert.payer_email or '-'}  "
+            f"{alert.status or '-'}{detail}  alerted {isoformat(alert.alerted_at) or 'no'}"
+        )
+    click.echo(f"{len(alerts)} alert(s)")
 
 
 @webhooks_cli.command("subscriptions")

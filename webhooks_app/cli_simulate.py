@@ -70,7 +70,8 @@ SIMULATED_TOPICS = tuple(WEBHOOK_TYPES)
     default="payment",
     show_default=True,
     help="The topic: its resource is created in the sandbox (a merchant order or a "
-    "chargeback of a new payment, a subscription, a claim …).",
+    "chargeback of a new payment, a subscription, a claim …); a fraud alert is sent as "
+    "MercadoPago documents it (no data.id, signed without it).",
 )
 def simulate_command(
     url: str,
@@ -103,6 +104,7 @@ def simulate_command(
             ipn,
             topic,
             live_mode=not test_notification,
+            merchant_order=_sandbox_order_of(payment_id, topic, ipn or bool(payment_ids)),
         )
         click.echo(f"{topic} {payment_id}: HTTP {response.status_code} {response.text.strip()}")
         failures += response.status_code != 200
@@ -126,6 +128,14 @@ def _create_sandbox_resource(topic: str, payment_status: str) -> str:
     if topic == "topic_claims_integration_wh":
         return _sandbox_post("claims", {"resource_id": payment_id})
     return payment_id  # a payment, or a fraud alert about it
+
+
+def _sandbox_order_of(payment_id: str, topic: str, skip: bool) -> str | None:
+    """A fraud alert names its payment's merchant order: one is created in the sandbox
+    (not for --payment-id, whose payments may be real, nor for IPN, which names none)."""
+    if topic != "stop_delivery_op_wh" or skip:
+        return None
+    return _sandbox_post("merchant-orders", {"payment_ids": [payment_id]})
 
 
 def _sandbox_post(what: str, body: dict[str, Any]) -> str:
@@ -152,33 +162,69 @@ def _send_notification(
     topic: str = "payment",
     *,
     live_mode: bool = True,
+    merchant_order: str | None = None,
 ) -> requests.Response:
     request_id = str(uuid.uuid4())
     headers = {"x-request-id": request_id}
-    event_type = WEBHOOK_TYPES[topic]
     try:
         if ipn:
             return requests.post(
                 url, params={"topic": topic, "id": payment_id}, headers=headers, timeout=10
             )
-        body = {
-            "id": uuid.uuid4().int % 10**12,
-            "live_mode": live_mode,
-            "type": event_type,
-            "date_created": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "api_version": "v1",
-            "action": f"{topic}.updated" if topic != "payment" else "payment.updated",
-            "data": {"id": payment_id},
-        }
+        body, params = _webhook_body(topic, payment_id, live_mode, merchant_order)
         signing = parse_secrets(secret)
         if signing:  # while rotating, the newest (the first) signs, as MercadoPago does
-            headers["x-signature"] = sign(signing[0], payment_id, request_id)
-        return requests.post(
-            url,
-            params={"data.id": payment_id, "type": event_type},
-            json=body,
-            headers=headers,
-            timeout=10,
-        )
+            # No ?data.id (a fraud alert): the id part is left out of what is signed.
+            headers["x-signature"] = sign(signing[0], params.get("data.id"), request_id)
+        return requests.post(url, params=params, json=body, headers=headers, timeout=10)
     except requests.RequestException as exc:
         raise click.ClickException(f"could not reach {url}: {exc}") from None
+
+
+def _webhook_body(
+    topic: str, resource_id: str, live_mode: bool, merchant_order: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and query string MercadoPago sends for this topic (mercadopago/devsite-docs,
+    guides/additional-content/your-integrations/notification-additional-info)."""
+    event_type = WEBHOOK_TYPES[topic]
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    if topic == "stop_delivery_op_wh":
+        # "Fraud alerts": no data.id; the payment and its order are named in `data`.
+        data: dict[str, Any] = {
+            "description": "simulated fraud alert",
+            "payment_id": _number(resource_id),
+            "site_id": "MLA",
+        }
+        if merchant_order:
+            data["merchant_order"] = _number(merchant_order)
+        body = {
+            "action": "Created",
+            "api_version": "v1",
+            "data": data,
+            "date_created": now,
+            "id": resource_id,
+            "live_mode": live_mode,
+            "type": event_type,
+            "user_id": 224403329,
+            "version": 1,
+        }
+        return body, {"type": event_type}
+    data = {"id": resource_id}
+    if topic == "topic_claims_integration_wh":
+        # "Claims": data.id is the claim, data.resource the path to read it at.
+        data["resource"] = f"/post-purchase/v1/claims/{resource_id}"
+    body = {
+        "id": uuid.uuid4().int % 10**12,
+        "live_mode": live_mode,
+        "type": event_type,
+        "date_created": now,
+        "api_version": "v1",
+        "action": f"{topic}.updated" if topic != "payment" else "payment.updated",
+        "data": data,
+    }
+    return body, {"data.id": resource_id, "type": event_type}
+
+
+def _number(value: str) -> int | str:
+    """MercadoPago sends these ids as JSON numbers."""
+    return int(value) if value.isdigit() else value

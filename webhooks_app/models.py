@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+from .notifications import RESOURCE_ID_PATTERN
 from .timeutil import isoformat, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
@@ -265,6 +266,31 @@ class MpAlert(db.Model):
     alerted_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def merchant_order_id(self) -> str | None:
+        """A fraud alert's merchant order (`data.merchant_order` of its notification, kept in
+        `raw`), when it looks like an id; None otherwise and for claims."""
+        data = (self.raw or {}).get("data") if self.kind == self.FRAUD_ALERT else None
+        value = data.get("merchant_order") if isinstance(data, dict) else None
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            return str(value) if RESOURCE_ID_PATTERN.fullmatch(str(value)) else None
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "mp_resource_id": self.mp_resource_id,
+            "mp_payment_id": self.mp_payment_id,
+            "merchant_order_id": self.merchant_order_id,
+            "status": self.status,
+            "detail": self.detail,
+            "payer_email": self.payer_email,
+            "ghl_contact_id": self.ghl_contact_id,
+            "alerted_at": isoformat(self.alerted_at),
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
 
 
 class WebhookAttempt(db.Model):

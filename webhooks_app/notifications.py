@@ -4,6 +4,13 @@ MercadoPago sends two forms:
 - Webhooks: a JSON body `{"id", "type", "action", "data": {"id"}}`, with
   `?data.id=…&type=…` in the query; signed with `x-signature`.
 - IPN (legacy): `?topic=payment&id=…`, usually with an empty body; unsigned.
+
+Some topics carry no `data.id` at all (MercadoPago developers, "Additional information
+about notifications"): a fraud alert names its payment in `data.payment_id` (its
+handler's `resource_id_from` says so), and topics this service does not handle come in
+other shapes still (`delivery`: `{"_id", "topic", "resource": "/shipments/…"}`;
+`automatic-payments`: `data.customer_id`). Those are keyed on their signed
+`x-request-id` (`mp-request:<x-request-id>`), since the body that names them is not signed.
 """
 
 from __future__ import annotations
@@ -37,6 +44,15 @@ class InvalidNotification(ValueError):
         self.status_code = status_code
 
 
+class IdSource:
+    """Where a notification's resource id came from (what its signature can vouch for)."""
+
+    QUERY = "query"  # the query string's data.id: the one MercadoPago signs
+    BODY = "body"  # the body's data.id alone: no signature covers it
+    TOPIC = "topic"  # no data.id; the topic's own field (a fraud alert's data.payment_id)
+    NONE = "none"  # no data.id, a topic not handled here: derived for display, or ""
+
+
 @dataclass(frozen=True)
 class Notification:
     """What we store about one notification before processing it."""
@@ -50,11 +66,12 @@ class Notification:
     raw_body: str
     headers: dict[str, str]
     query: dict[str, str]
+    id_source: str = IdSource.QUERY
 
     @property
     def signed_data_id(self) -> str | None:
-        """The `data.id` MercadoPago signs: the query string's."""
-        return self.query.get("data.id")
+        """The `data.id` MercadoPago signs: the query string's (None when absent or empty)."""
+        return self.query.get("data.id") or None
 
 
 def parse_notification(
@@ -112,28 +129,33 @@ def _parse_webhook(
     data = payload.get("data")
     if data is not None and not isinstance(data, dict):
         raise InvalidNotification('data must be an object like {"id": "…"}', 400)
-    body_resource = data.get("id") if data else None
-    query_resource = query.get("data.id")
-    if body_resource is not None and query_resource and str(body_resource) != query_resource:
-        raise InvalidNotification("data.id in the query and in the body disagree", 400)
-    resource_id = _valid_resource_id(query_resource or body_resource)
-    event_type = _valid_type(payload.get("type") or query.get("type"))
+    # `topic` in the body: the `delivery` form, which has no query string.
+    event_type = _valid_type(payload.get("type") or query.get("type") or payload.get("topic"))
+    resource_id, id_source = _webhook_resource(event_type, data or {}, payload, query)
     action = payload.get("action")
     if action is not None and not (isinstance(action, str) and ACTION_PATTERN.fullmatch(action)):
         raise InvalidNotification("action must be a short name like payment.updated", 400)
 
-    notification_id = payload.get("id")
+    # `_id`: the `delivery` form's notification id.
+    notification_id = payload.get("id") if payload.get("id") is not None else payload.get("_id")
     if notification_id is not None and not (
         isinstance(notification_id, (str, int))
         and not isinstance(notification_id, bool)
         and NOTIFICATION_ID_PATTERN.fullmatch(str(notification_id))
     ):
         raise InvalidNotification("id must be MercadoPago's notification id (a number)", 400)
-    if notification_id is not None:
+    request_id = headers.get("x-request-id")
+    if id_source in (IdSource.TOPIC, IdSource.NONE) and request_id:
+        # No data.id: the signature covers only x-request-id (and ts), so that is the key; a
+        # captured signature replayed with another body is then a duplicate, not a new event.
+        if not NOTIFICATION_ID_PATTERN.fullmatch(request_id):
+            raise InvalidNotification("x-request-id must be 1-128 letters, digits or -_.:", 400)
+        webhook_id = f"mp-request:{request_id}"
+    elif notification_id is not None:
         webhook_id = f"mp:{notification_id}"
     else:
         # No notification id: a redelivery still carries the same request id and body.
-        webhook_id = "mp-derived:" + _digest(headers.get("x-request-id"), raw_body)
+        webhook_id = "mp-derived:" + _digest(request_id, raw_body)
     return Notification(
         source="webhook",
         webhook_id=webhook_id[:255],
@@ -144,7 +166,53 @@ def _parse_webhook(
         raw_body=raw_body,
         headers=headers,
         query=query,
+        id_source=id_source,
     )
+
+
+def _webhook_resource(
+    event_type: str, data: dict[str, Any], payload: dict[str, Any], query: dict[str, str]
+) -> tuple[str, str]:
+    """The resource id and where it came from (`IdSource`)."""
+    body_resource = data.get("id")
+    if query.get("data.id"):
+        resource_id = _valid_resource_id(query["data.id"])
+        if body_resource is not None and str(body_resource) != resource_id:
+            raise InvalidNotification("data.id in the query and in the body disagree", 400)
+        return resource_id, IdSource.QUERY
+    if body_resource is not None:
+        if "data.id" in query:
+            # An empty ?data.id= is signed as no id at all: it must not vouch for the body's.
+            raise InvalidNotification("missing resource id: ?data.id= is empty", 400)
+        return _valid_resource_id(body_resource), IdSource.BODY
+    # No data.id anywhere (an empty ?data.id= is one left out, as in the signature).
+    handler = _handler_for(event_type)
+    if handler is None:
+        return _derived_resource_id(data, payload), IdSource.NONE
+    hook = getattr(handler, "resource_id_from", None)
+    return _valid_resource_id(hook(payload) if hook else None), IdSource.TOPIC
+
+
+def _handler_for(event_type: str) -> Any:
+    # Imported here: the handlers import this module (they build Notifications).
+    from .handlers import handler_for
+
+    return handler_for(event_type)
+
+
+def _derived_resource_id(data: dict[str, Any], payload: Mapping[str, Any] | None) -> str:
+    """What a topic we do not handle is about, for the operator's eye only ("" if nothing
+    fits the id alphabet): `data.customer_id` (automatic-payments), else the last segment
+    of a body `resource` URL or path (delivery: "/shipments/12345")."""
+    candidates = [data.get("customer_id")]
+    resource = payload.get("resource") if payload else None
+    if isinstance(resource, str):
+        candidates.append(resource.rstrip("/").rsplit("/", 1)[-1])
+    for value in candidates:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            if RESOURCE_ID_PATTERN.fullmatch(str(value)):
+                return str(value)
+    return ""
 
 
 def _parse_ipn(
@@ -155,7 +223,9 @@ def _parse_ipn(
     if not resource and payload and isinstance(payload.get("resource"), str):
         # Some IPNs carry the resource URL in the body: take its last path segment.
         resource = payload["resource"].rstrip("/").rsplit("/", 1)[-1]
-    resource_id = _valid_resource_id(resource)
+    # A topic we do not handle is stored (and ignored) even without one.
+    unhandled_without_id = not resource and _handler_for(topic) is None
+    resource_id = "" if unhandled_without_id else _valid_resource_id(resource)
     # IPN has no notification id. MercadoPago's redeliveries carry the same
     # x-request-id; without one, the same topic+id+body is treated as the same notification.
     webhook_id = f"ipn:{topic}:{resource_id}:" + _digest(headers.get("x-request-id"), raw_body)

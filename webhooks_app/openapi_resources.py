@@ -1,5 +1,6 @@
-"""The OpenAPI paths and schemas of `/api/merchant-orders`, `/api/chargebacks` and
-`/api/subscriptions` (with their charges, MercadoPago's authorized payments)."""
+"""The OpenAPI paths and schemas of `/api/merchant-orders`, `/api/chargebacks`,
+`/api/alerts` and `/api/subscriptions` (with their charges, MercadoPago's authorized
+payments)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,32 @@ SUBSCRIPTION_PAGE = {
     },
 }
 
+ALERT_KIND = {"type": "string", "enum": ["fraud_alert", "claim"]}
+ALERT = {
+    "type": "object",
+    "required": ["kind", "mp_resource_id", "created_at", "updated_at"],
+    "properties": {
+        "kind": ALERT_KIND,
+        "mp_resource_id": {
+            **STRING,
+            "description": "a fraud alert's payment id; a claim's claim id",
+        },
+        "mp_payment_id": _nullable(STRING),
+        "merchant_order_id": _nullable(
+            {**STRING, "description": "a fraud alert's data.merchant_order"}
+        ),
+        "status": _nullable({**STRING, "description": "stop_delivery; a claim's opened/closed"}),
+        "detail": _nullable(
+            {**STRING, "description": "a fraud alert's description; a claim's type/stage"}
+        ),
+        "payer_email": _nullable(STRING),
+        "ghl_contact_id": _nullable(STRING),
+        "alerted_at": _nullable(DATETIME),
+        "created_at": DATETIME,
+        "updated_at": DATETIME,
+    },
+}
+
 
 def resource_paths() -> dict[str, Any]:
     """The paths, to merge into the document's."""
@@ -187,6 +214,32 @@ def resource_paths() -> dict[str, Any]:
                 ),
             }
         },
+        "/api/alerts": {
+            "get": {
+                "operationId": "listAlerts",
+                "summary": "Fraud alerts and claims, newest first",
+                "parameters": [
+                    _param("kind", "fraud_alert or claim", ALERT_KIND),
+                    _param(
+                        "payment_id",
+                        "the MercadoPago payment id",
+                        {"type": "string", "maxLength": 64},
+                    ),
+                    LIMIT,
+                ],
+                "responses": _responses(
+                    _ok(
+                        "alerts",
+                        {
+                            "type": "object",
+                            "required": ["alerts"],
+                            "properties": {"alerts": {"type": "array", "items": _ref("Alert")}},
+                        },
+                    ),
+                    400,
+                ),
+            }
+        },
         "/api/subscriptions": {
             "get": {
                 "operationId": "listSubscriptions",
@@ -222,4 +275,5 @@ SCHEMAS = {
     "Subscription": SUBSCRIPTION,
     "AuthorizedPayment": AUTHORIZED_PAYMENT,
     "SubscriptionDetail": SUBSCRIPTION_DETAIL,
+    "Alert": ALERT,
 }

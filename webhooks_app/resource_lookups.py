@@ -1,5 +1,6 @@
-"""Fetching merchant orders, chargebacks and subscriptions (with their charges) by the ids a
-URL or a command line gave: one set of queries for the admin, the API and the CLI."""
+"""Fetching merchant orders, chargebacks, fraud alerts and claims, and subscriptions (with
+their charges) by the ids a URL or a command line gave: one set of queries for the admin,
+the API and the CLI."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from sqlalchemy import Select, select
 
 from .extensions import db
 from .filters import CONTROL_CHARS, FilterError
-from .models import Payment, Subscription
+from .models import MpAlert, Payment, Subscription
 from .resources import AuthorizedPayment, Chargeback, MerchantOrder, MerchantOrderPayment
 
 CHARGEBACKS_SHOWN = 100
 # A subscription's charges shown with it, newest first (one a month for years fits).
 CHARGES_SHOWN = 100
 SUBSCRIPTION_STATUS = re.compile(r"[a-z_]{1,32}")
+ALERTS_SHOWN = 100
+ALERT_KINDS = (MpAlert.FRAUD_ALERT, MpAlert.CLAIM)
 
 
 def _usable(mp_id: str | None) -> bool:
@@ -66,6 +69,24 @@ def find_chargebacks(
         if not _usable(documentation_status):
             return []
         query = query.where(Chargeback.documentation_status == documentation_status)
+    return list(db.session.scalars(query))
+
+
+def find_alerts(
+    *, kind: str | None = None, payment_id: str | None = None, limit: int = ALERTS_SHOWN
+) -> list[MpAlert]:
+    """Fraud alerts and claims (`mp_alerts`), newest first, optionally of one kind or one
+    payment; FilterError for a kind that is neither."""
+    if kind is not None and kind not in ALERT_KINDS:
+        raise FilterError("kind", f"must be one of {', '.join(ALERT_KINDS)}")
+    # Few rows (alerts are rare): no index on the payment id is needed to stay fast.
+    query = select(MpAlert).order_by(MpAlert.id.desc()).limit(limit)
+    if kind is not None:
+        query = query.where(MpAlert.kind == kind)
+    if payment_id is not None:
+        if not _usable(payment_id):
+            return []
+        query = query.where(MpAlert.mp_payment_id == payment_id)
     return list(db.session.scalars(query))
 
 

@@ -1,5 +1,5 @@
-"""Admin pages of merchant orders, chargebacks and subscriptions with their charges (on the
-`admin` blueprint: same login)."""
+"""Admin pages of merchant orders, chargebacks, fraud alerts and claims, and subscriptions
+with their charges (on the `admin` blueprint: same login)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from ..filters import FilterError, parse_int
 from ..models import Subscription
 from ..pagination import keyset_page
 from ..resource_lookups import (
+    ALERT_KINDS,
     charge_payments,
     charges_of_payment,
+    find_alerts,
     find_chargebacks,
     find_merchant_order,
     find_subscription,
@@ -91,10 +93,25 @@ def subscription(mp_id: str) -> ResponseReturnValue:
 
 @bp.app_template_global("payment_resources")
 def payment_resources(mp_payment_id: str) -> dict[str, Any]:
-    """The orders listing a payment, its chargebacks and the subscription charge that made it,
-    for the payment's page."""
+    """The orders listing a payment, its chargebacks, alerts and the subscription charge that
+    made it, for the payment's page."""
     return {
         "orders": orders_of_payment(mp_payment_id),
         "chargebacks": find_chargebacks(payment_id=mp_payment_id),
+        "alerts": find_alerts(payment_id=mp_payment_id),
         "charges": charges_of_payment(mp_payment_id),
     }
+
+
+@bp.get("/alerts")
+def alerts() -> ResponseReturnValue:
+    """Fraud alerts and claims, newest first; `kind` and `payment_id` narrow them."""
+    kind = request.args.get("kind") or None
+    payment_id = request.args.get("payment_id") or None
+    try:
+        rows = find_alerts(kind=kind, payment_id=payment_id)
+    except FilterError as exc:
+        abort(400, str(exc))
+    return render_template(
+        "admin/alerts.html", alerts=rows, kind=kind, kinds=ALERT_KINDS, payment_id=payment_id
+    )

@@ -1,5 +1,5 @@
-"""The API's merchant orders, chargebacks and subscriptions with their charges (on the `api`
-blueprint: same token check)."""
+"""The API's merchant orders, chargebacks, fraud alerts and claims, and subscriptions with
+their charges (on the `api` blueprint: same token check)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..filters import parse_int
 from ..models import Subscription
 from ..pagination import keyset_page
 from ..resource_lookups import (
+    find_alerts,
     find_chargebacks,
     find_merchant_order,
     find_subscription,
@@ -78,3 +79,16 @@ def get_subscription(mp_id: str) -> ResponseReturnValue:
     data = subscription.to_dict()
     data["authorized_payments"] = [c.to_dict() for c in subscription_charges(subscription)]
     return jsonify(data)
+
+
+@bp.get("/alerts")
+def list_alerts() -> ResponseReturnValue:
+    """Fraud alerts and claims, newest first; filters `kind`, `payment_id`."""
+    args = request.args
+    limit = parse_int(
+        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+    alerts = find_alerts(
+        kind=args.get("kind") or None, payment_id=args.get("payment_id") or None, limit=limit
+    )
+    return jsonify({"alerts": [alert.to_dict() for alert in alerts]})

@@ -1,6 +1,8 @@
 """Event handlers, one module per MercadoPago topic, and the registry that picks one.
 
-An event whose type no handler takes is `ignored`. Adding a topic is a new module
+An event whose type no handler takes is `ignored`, with the reason recorded. A handler
+may say where its resource id lives when a notification has no `data.id`
+(`resource_id_from(payload)`, see `notifications`). Adding a topic is a new module
 here (a `Handler`), its entry in `HANDLERS`, and its migration and sandbox route.
 """
 
@@ -99,8 +101,9 @@ def handle_event(event: Row[Any], context: HandlerContext) -> HandlerResult:
     MercadoPago's test notification about a resource nobody can read. Raises on failure."""
     handler = handler_for(event.type)
     if handler is None:
-        logger.info("event %s: type %r is not processed; ignored", event.id, event.type)
-        return IGNORED
+        reason = not_handled_reason(event.type)
+        logger.info("event %s: %s; ignored", event.id, reason)
+        return HandlerResult(IGNORED.status, reason=reason)
     try:
         return handler.handle(event, context)
     except NotFoundError:
@@ -109,3 +112,8 @@ def handle_event(event: Row[Any], context: HandlerContext) -> HandlerResult:
             logger.info("event %s: %s; ignored", event.id, TEST_NOTIFICATION)
             return HandlerResult(EventStatus.IGNORED, reason=TEST_NOTIFICATION)
         raise  # a live resource may not be readable yet: retried
+
+
+def not_handled_reason(event_type: str) -> str:
+    """Why an event of a type no handler takes is ignored (its `last_error`)."""
+    return f"topic {event_type!r} is not handled by this service"

@@ -13,17 +13,17 @@ import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, or_, select
 
-from .. import alerts
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
-from ..models import EventStatus, Payment
+from ..models import EventStatus
 from ..resources import Chargeback
 from ..sql import dialect_insert
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
+from .payer import payer_email, tag_and_alert_once
 from .values import bool_or_none, decimal_or_none
 
 logger = logging.getLogger(__name__)
@@ -48,18 +48,9 @@ class ChargebackHandler:
         context.renew_lease()
         chargeback = store_chargeback(data)
         context.renew_lease()
-        email = payer_email(chargeback.mp_payment_id)
-        context.renew_lease()
+        email = payer_email(chargeback.mp_payment_id, context.renew_lease)
         tag = current_app.config["CHARGEBACK_TAG"]
-        if email and tag:
-            contact_id = context.crm.tag(email, add=[tag], renew_lease=context.renew_lease)
-            if contact_id != chargeback.ghl_contact_id:
-                chargeback.ghl_contact_id = contact_id
-                db.session.commit()
-        elif not email:
-            logger.info("chargeback %s: no payer e-mail; CRM skipped", chargeback.mp_chargeback_id)
-        if chargeback.alerted_at is None:
-            alert_new_chargeback(chargeback, email)
+        tag_and_alert_once(chargeback, email, tag, alert_message(chargeback, email), context)
         # No transaction left open: the attempt writes its outcome in a statement of its own.
         db.session.commit()
         return HandlerResult(EventStatus.SUCCESS)
@@ -125,39 +116,12 @@ def store_chargeback(data: dict[str, Any]) -> Chargeback:
     ).one()
 
 
-def payer_email(mp_payment_id: str | None) -> str | None:
-    """The payer's e-mail: the stored payment's, else the payment's from MercadoPago."""
-    if not mp_payment_id:
-        return None
-    email = db.session.scalar(
-        select(Payment.payer_email).where(Payment.mp_payment_id == mp_payment_id)
+def alert_message(chargeback: Chargeback, email: str | None) -> str:
+    """The one alert message of a new chargeback."""
+    return (
+        f"New chargeback {chargeback.mp_chargeback_id} on payment(s) "
+        f"{', '.join(chargeback.payment_ids or []) or '?'}: "
+        f"{chargeback.amount} {chargeback.currency or ''} "
+        f"(payer {email or 'unknown'}; documentation {chargeback.documentation_status}, "
+        f"deadline {chargeback.date_documentation_deadline or '?'})."
     )
-    db.session.commit()  # no transaction stays open across the API call
-    if email:
-        return email
-    with observe_api_call("mercadopago"):
-        payment = mercadopago_client().get_payment(mp_payment_id)
-    return ((payment.get("payer") or {}).get("email")) or None
-
-
-def alert_new_chargeback(chargeback: Chargeback, email: str | None) -> None:
-    """Send one alert for this chargeback; a channel failing is logged, never raised."""
-    errors: list[str] = []
-    if alerts.channels_configured():
-        message = (
-            f"New chargeback {chargeback.mp_chargeback_id} on payment(s) "
-            f"{', '.join(chargeback.payment_ids or []) or '?'}: "
-            f"{chargeback.amount} {chargeback.currency or ''} "
-            f"(payer {email or 'unknown'}; documentation {chargeback.documentation_status}, "
-            f"deadline {chargeback.date_documentation_deadline or '?'})."
-        )
-        alerts.send_everywhere(message, errors)
-    # Marked even when a channel failed: one alert per chargeback, never a storm of retries.
-    db.session.execute(
-        update(_chargebacks)
-        .where(_chargebacks.c.id == chargeback.id, _chargebacks.c.alerted_at.is_(None))
-        .values(alerted_at=utcnow())
-    )
-    db.session.commit()
-    if errors:
-        logger.warning("chargeback %s alert: %s", chargeback.mp_chargeback_id, "; ".join(errors))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Row, bindparam, or_, select, update
@@ -22,6 +21,7 @@ from ..pii import mask_payment
 from ..sql import INSERTS, dialect_name, execute_alone, one_statement_transactions
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
+from .values import decimal_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _payment_values(data: dict[str, Any]) -> dict[str, Any]:
         "created_at": now,
         "status": data.get("status"),
         "status_detail": data.get("status_detail"),
-        "amount": _decimal(data.get("transaction_amount")),
+        "amount": decimal_or_none(data.get("transaction_amount")),
         "currency": data.get("currency_id"),
         "payer_email": (payer.get("email") or None),
         "external_reference": data.get("external_reference"),
@@ -198,12 +198,3 @@ def _payment_values(data: dict[str, Any]) -> dict[str, Any]:
         "updated_at": now,
     }
     return {f"new_{name}": value for name, value in values.items()}
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None

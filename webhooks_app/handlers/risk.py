@@ -5,48 +5,41 @@ Both are recorded in `mp_alerts`, tag the payer's contact (`mp-fraud-alert`,
 fails never fails the event). Both are `priority` topics: they go to the priority queue,
 which workers read before the bulk one.
 
-- A fraud alert's notification carries the payment's id (`data.id`): the payment is read
-  (`GET /v1/payments/{id}`) for its payer.
-- A claim is read at `GET /post-purchase/v1/claims/{claim_id}` (mercadopago.com
-  developers, reference "claims/get-claim-details"); its `resource_id` is the payment
-  when `resource` is "payment".
+- A fraud alert carries no `data.id` (MercadoPago developers, "Additional information about
+  notifications", "Fraud alerts"): `data: {payment_id, merchant_order, description,
+  site_id}`. Its payment id (`resource_id_from`) becomes the event's resource id; the
+  payment is read (`GET /v1/payments/{id}`) for its payer unless stored. It is never
+  redelivered, so it is stored and answered before anything else is tried.
+- A claim's notification carries the claim id in `data.id` (and `data.resource`); the claim
+  is read at `GET /post-purchase/v1/claims/{claim_id}` (reference "claims/get-claim-details",
+  mercadopago/devsite-docs `reference/api-json/claims_v2.json`): its `resource_id` is the
+  payment when `resource` is "payment".
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
-from ..alerts import send_alert
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
-from ..models import EventStatus, MpAlert, Payment, WebhookEvent
-from ..timeutil import utcnow
+from ..models import EventStatus, MpAlert, WebhookEvent
 from .base import EventRef, HandlerContext, HandlerResult
+from .payer import payer_email, tag_and_alert_once
 
 logger = logging.getLogger(__name__)
 
 FRAUD_ALERT_TAG = "mp-fraud-alert"
 CLAIM_TAG = "mp-claim"
-
-
-def _payer_email(mp_payment_id: str | None, context: HandlerContext) -> str | None:
-    """The payment's payer e-mail: the stored payment's, else MercadoPago's."""
-    if not mp_payment_id:
-        return None
-    stored = db.session.scalar(
-        select(Payment.payer_email).where(Payment.mp_payment_id == mp_payment_id)
-    )
-    if stored:
-        return stored
-    with observe_api_call("mercadopago"):
-        payment = mercadopago_client().get_payment(mp_payment_id)
-    context.renew_lease()
-    return (payment.get("payer") or {}).get("email") or None
+# The notification's body is not signed: its free text is cut short and kept on one line
+# before it reaches a column, an alert message or a page.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+DESCRIPTION_CHARS = 200
 
 
 def record(kind: str, resource_id: str, values: dict[str, Any]) -> MpAlert:
@@ -68,17 +61,12 @@ def record(kind: str, resource_id: str, values: dict[str, Any]) -> MpAlert:
     return row
 
 
-def tag_and_alert(row: MpAlert, tag: str, message: str, context: HandlerContext) -> None:
-    """Tag the payer's contact, then send the alert once (recorded in `alerted_at`)."""
-    if row.payer_email:
-        contact_id = context.crm.tag(row.payer_email, add=[tag], renew_lease=context.renew_lease)
-        if contact_id != row.ghl_contact_id:
-            row.ghl_contact_id = contact_id
-            db.session.commit()
-    if row.alerted_at is None:
-        send_alert(message)
-        row.alerted_at = utcnow()
-        db.session.commit()
+def short_text(value: Any, limit: int = DESCRIPTION_CHARS) -> str | None:
+    """A sender's free text as one short line; None for anything but a non-empty string."""
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL.sub(" ", value).strip()
+    return text[:limit] or None
 
 
 class FraudAlertHandler:
@@ -87,6 +75,12 @@ class FraudAlertHandler:
     topics = ("stop_delivery_op_wh",)
     priority = True
 
+    @staticmethod
+    def resource_id_from(payload: dict[str, Any]) -> Any:
+        """The body has no `data.id`: the alert is about the payment `data.payment_id`."""
+        data = payload.get("data")
+        return data.get("payment_id") if isinstance(data, dict) else None
+
     def lock_key(self, event: EventRef) -> str | None:
         return f"fraud_alert:{event.resource_id}"
 
@@ -94,26 +88,34 @@ class FraudAlertHandler:
         return {"payment_id": event.resource_id}
 
     def handle(self, event: Row[Any], context: HandlerContext) -> HandlerResult:
+        # The payment: the signed ?data.id when the query had one, else data.payment_id.
         payment_id = event.resource_id
-        email = _payer_email(payment_id, context)
+        email = payer_email(payment_id, context.renew_lease)
         # What MercadoPago sent (the notification) is all a fraud alert is.
         payload = db.session.scalar(select(WebhookEvent.payload).where(WebhookEvent.id == event.id))
+        payload = payload if isinstance(payload, dict) else {}
+        data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+        description = short_text(data.get("description"))
         row = record(
             MpAlert.FRAUD_ALERT,
             payment_id,
             {
                 "mp_payment_id": payment_id,
                 "status": "stop_delivery",
-                "detail": payload.get("action") if isinstance(payload, dict) else None,
+                "detail": description,
                 "payer_email": email,
-                "raw": payload if isinstance(payload, dict) else None,
+                "raw": payload or None,  # merchant_order, site_id: MpAlert.merchant_order_id
             },
         )
+        order = row.merchant_order_id
         message = (
             f"Fraud alert: MercadoPago asks not to deliver payment {payment_id}"
-            f" (payer {email or 'unknown'}). Hold the order."
+            + (f" (merchant order {order})" if order else "")
+            + f", payer {email or 'unknown'}"
+            + (f": {description}" if description else "")
+            + ". Hold the order."
         )
-        tag_and_alert(row, FRAUD_ALERT_TAG, message, context)
+        tag_and_alert_once(row, email, FRAUD_ALERT_TAG, message, context)
         return HandlerResult(EventStatus.SUCCESS)
 
 
@@ -138,7 +140,7 @@ class ClaimHandler:
             if claim.get("resource") == "payment" and claim.get("resource_id") is not None
             else None
         )
-        email = _payer_email(payment_id, context)
+        email = payer_email(payment_id, context.renew_lease)
         row = record(
             MpAlert.CLAIM,
             str(claim["id"]),
@@ -155,5 +157,5 @@ class ClaimHandler:
             f"{claim.get('status')}) on payment {payment_id or 'unknown'}"
             f" (payer {email or 'unknown'})."
         )
-        tag_and_alert(row, CLAIM_TAG, message, context)
+        tag_and_alert_once(row, email, CLAIM_TAG, message, context)
         return HandlerResult(EventStatus.SUCCESS)

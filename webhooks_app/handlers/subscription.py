@@ -9,7 +9,6 @@ accepted them, so a retry after a failed CRM call removes the old tag again.
 from __future__ import annotations
 
 import logging
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -22,6 +21,7 @@ from ..models import EventStatus, Subscription
 from ..timeutil import parse_iso
 from .authorized_payment import link_to_subscription
 from .base import EventRef, HandlerContext, HandlerResult
+from .values import decimal_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,6 @@ class SubscriptionHandler:
         return HandlerResult(EventStatus.SUCCESS)
 
 
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        return None if value is None else Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
 def _int(value: Any) -> int | None:
     try:
         return None if value is None else int(value)
@@ -79,7 +72,7 @@ def subscription_values(data: dict[str, Any]) -> dict[str, Any]:
         "preapproval_plan_id": data.get("preapproval_plan_id"),
         "reason": data.get("reason"),
         "external_reference": data.get("external_reference"),
-        "amount": _decimal(recurring.get("transaction_amount")),
+        "amount": decimal_or_none(recurring.get("transaction_amount")),
         "currency": recurring.get("currency_id"),
         "frequency": _int(recurring.get("frequency")),
         "frequency_type": recurring.get("frequency_type"),
