@@ -33,21 +33,33 @@ def receiver():
     receiver.close()
 
 
-@pytest.fixture
-def small(sandbox, app, receiver):
-    """An app whose GoHighLevel breaker opens after 3 failures and cools down for 1 s."""
+def breaker_app(sandbox, receiver, cooldown: float):
+    """An app whose GoHighLevel breaker opens after 3 failures and cools down `cooldown` s."""
     small = make_app(
         sandbox,
         BREAKER_THRESHOLD=3,
         BREAKER_AUTH_THRESHOLD=2,
-        BREAKER_COOLDOWN=1.0,
-        BREAKER_MAX_COOLDOWN=4.0,
+        BREAKER_COOLDOWN=cooldown,
+        BREAKER_MAX_COOLDOWN=4 * cooldown,
         ALERT_WEBHOOK_URL=receiver.url,
     )
     with small.app_context():
         yield small
         db.session.remove()
     outages(sandbox.state).start(GHL, 0)
+
+
+@pytest.fixture
+def small(sandbox, app, receiver):
+    """A breaker that cools down for 1 s: for the tests that wait for its probe."""
+    yield from breaker_app(sandbox, receiver, 1.0)
+
+
+@pytest.fixture
+def patient(sandbox, app, receiver):
+    """A breaker that stays open for the whole test (30 s): for the tests that look at it open,
+    which a 1 s cool-down turned half-open on a loaded machine."""
+    yield from breaker_app(sandbox, receiver, 30.0)
 
 
 def receive(client, sandbox, count: int) -> list[int]:
@@ -66,7 +78,8 @@ def ghl_state() -> dict:
     return breaker.states_for_display()[GHL]
 
 
-def test_opens_after_failures_in_a_row_and_holds_events_uncounted(small, sandbox, receiver):
+def test_opens_after_failures_in_a_row_and_holds_events_uncounted(patient, sandbox, receiver):
+    small = patient
     outages(sandbox.state).start(GHL, 60, 503)
     client = small.test_client()
     receive(client, sandbox, 5)
@@ -168,9 +181,8 @@ def test_a_401_opens_it_until_an_operator_resumes(small, sandbox, receiver):
     assert ghl_state()["state"] == "closed"
 
 
-def test_the_state_is_shared_by_two_app_instances_through_redis(small, sandbox):
-    # A cool-down far longer than the test: building the second app must not outlast it.
-    small.config["BREAKER_COOLDOWN"] = 60.0
+def test_the_state_is_shared_by_two_app_instances_through_redis(patient, sandbox):
+    small = patient  # a cool-down far longer than the test: building the second app takes time
     outages(sandbox.state).start(GHL, 60, 503)
     receive(small.test_client(), sandbox, 3)
     run_worker(small)  # opened by this "worker"
