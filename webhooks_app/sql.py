@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
@@ -23,6 +25,26 @@ def dialect_name(bind: Connection | Session | scoped_session[Session]) -> str:
 def dialect_insert(table: Any, bind: Connection | Session) -> Any:
     """An INSERT with `on_conflict_do_nothing` / `_do_update` for the bind's database."""
     return INSERTS[dialect_name(bind)](table)
+
+
+def never_back_in_time(
+    statement: Any, *, key: Any, stamp: str, fields: Iterable[str]
+) -> Any:
+    """`statement` (a dialect's INSERT with its values) as an upsert that never goes back in
+    time: on a conflict on `key` (the unique MercadoPago id), `fields` are overwritten only
+    when our read is as new as the stored row by the column `stamp` (MercadoPago's
+    last-update date); a read or a row without a date is taken as is.
+
+    The unique key, not a check in Python, decides who inserts when two workers race; the
+    loser's read then updates the winner's row, or leaves it if it is newer.
+    """
+    excluded = statement.excluded
+    stored = statement.table.c[stamp]
+    return statement.on_conflict_do_update(
+        index_elements=[key],
+        set_={name: excluded[name] for name in fields},
+        where=or_(excluded[stamp].is_(None), stored.is_(None), stored <= excluded[stamp]),
+    )
 
 
 def one_statement_transactions(session: Session | scoped_session[Session]) -> bool:

@@ -25,14 +25,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, select, update
 
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Subscription
 from ..resources import AuthorizedPayment
-from ..sql import dialect_insert
+from ..sql import dialect_insert, never_back_in_time
 from ..timeutil import isoformat, parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
 from .follow_up import payment_is_current, queue_event
@@ -142,16 +142,12 @@ def store_authorized_payment(data: dict[str, Any]) -> AuthorizedPayment:
         **authorized_payment_values(data),
     }
     statement = dialect_insert(_charges, db.session).values(values)
-    stored = _charges.c.mp_last_modified
     db.session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[_charges.c.mp_authorized_payment_id],
-            set_={name: statement.excluded[name] for name in FIELDS},
-            where=or_(
-                statement.excluded.mp_last_modified.is_(None),
-                stored.is_(None),
-                stored <= statement.excluded.mp_last_modified,
-            ),
+        never_back_in_time(
+            statement,
+            key=_charges.c.mp_authorized_payment_id,
+            stamp="mp_last_modified",
+            fields=FIELDS,
         )
     )
     db.session.commit()

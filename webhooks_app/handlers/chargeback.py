@@ -13,14 +13,14 @@ import logging
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, or_, select
+from sqlalchemy import Row, select
 
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus
 from ..resources import Chargeback
-from ..sql import dialect_insert
+from ..sql import dialect_insert, never_back_in_time
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
 from .payer import payer_email, tag_and_alert_once
@@ -98,16 +98,11 @@ def store_chargeback(data: dict[str, Any]) -> Chargeback:
         "raw": data,
         "updated_at": now,
     }
-    statement = dialect_insert(_chargebacks, db.session).values(values)
-    stored = _chargebacks.c.mp_date_last_updated
-    statement = statement.on_conflict_do_update(
-        index_elements=[_chargebacks.c.mp_chargeback_id],
-        set_={name: statement.excluded[name] for name in CHARGEBACK_FIELDS},
-        where=or_(
-            statement.excluded.mp_date_last_updated.is_(None),
-            stored.is_(None),
-            stored <= statement.excluded.mp_date_last_updated,
-        ),
+    statement = never_back_in_time(
+        dialect_insert(_chargebacks, db.session).values(values),
+        key=_chargebacks.c.mp_chargeback_id,
+        stamp="mp_date_last_updated",
+        fields=CHARGEBACK_FIELDS,
     )
     db.session.execute(statement)
     db.session.commit()

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Row, or_, select
+from sqlalchemy import Row, select
 
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus
 from ..resources import MerchantOrder, MerchantOrderPayment
-from ..sql import dialect_insert
+from ..sql import dialect_insert, never_back_in_time
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
 from .follow_up import payment_is_current, queue_event
@@ -101,16 +101,11 @@ def store_merchant_order(data: dict[str, Any]) -> int:
         "raw": data,
         "updated_at": now,
     }
-    statement = dialect_insert(_orders, db.session).values(values)
-    stored = _orders.c.mp_last_updated
-    statement = statement.on_conflict_do_update(
-        index_elements=[_orders.c.mp_order_id],
-        set_={name: statement.excluded[name] for name in ORDER_FIELDS},
-        where=or_(
-            statement.excluded.mp_last_updated.is_(None),
-            stored.is_(None),
-            stored <= statement.excluded.mp_last_updated,
-        ),
+    statement = never_back_in_time(
+        dialect_insert(_orders, db.session).values(values),
+        key=_orders.c.mp_order_id,
+        stamp="mp_last_updated",
+        fields=ORDER_FIELDS,
     )
     db.session.execute(statement)
     order_id = db.session.scalar(

@@ -11,14 +11,20 @@ import functools
 import logging
 from typing import Any
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Payment, WebhookEvent
 from ..pii import mask_payment
-from ..sql import INSERTS, dialect_name, execute_alone, one_statement_transactions
+from ..sql import (
+    INSERTS,
+    dialect_name,
+    execute_alone,
+    never_back_in_time,
+    one_statement_transactions,
+)
 from ..timeutil import parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
 from .values import decimal_or_none
@@ -132,17 +138,11 @@ def _upsert_statement(dialect: str) -> Any:
     # Bind names must differ from the column names (SQLAlchemy reserves those).
     names = ("mp_payment_id", "created_at", *PAYMENT_FIELDS)
     statement = insert(_payments).values({name: bindparam(f"new_{name}") for name in names})
-    excluded = statement.excluded
-    stored = _payments.c.mp_date_last_updated
-    return statement.on_conflict_do_update(
-        index_elements=[_payments.c.mp_payment_id],
-        set_={name: excluded[name] for name in PAYMENT_FIELDS},
-        # Never go back in time; a read without a date (or a row without one) is taken as is.
-        where=or_(
-            excluded.mp_date_last_updated.is_(None),
-            stored.is_(None),
-            stored <= excluded.mp_date_last_updated,
-        ),
+    return never_back_in_time(
+        statement,
+        key=_payments.c.mp_payment_id,
+        stamp="mp_date_last_updated",
+        fields=PAYMENT_FIELDS,
     ).returning(*PAYMENT_STATE)
 
 
