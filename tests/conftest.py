@@ -154,6 +154,36 @@ def post_webhook(
     )
 
 
+def post_topic(
+    client,
+    event_type: str,
+    resource_id,
+    *,
+    notification_id: int | None = None,
+    live_mode: bool = True,
+):
+    """A signed Webhooks-form notification of `event_type` about `resource_id`
+    (`live_mode: false`: the panel's "Simular")."""
+    resource_id = str(resource_id)
+    request_id = str(uuid.uuid4())
+    body = {
+        "id": notification_id or uuid.uuid4().int % 10**12,
+        "live_mode": live_mode,
+        "type": event_type,
+        "date_created": "2026-11-29T10:00:00.000-04:00",
+        "api_version": "v1",
+        "action": f"{event_type}.updated",
+        "data": {"id": resource_id},
+    }
+    headers = {
+        "x-request-id": request_id,
+        "x-signature": sign(WEBHOOK_SECRET, resource_id, request_id),
+    }
+    return client.post(
+        f"/webhooks/mp?data.id={resource_id}&type={event_type}", json=body, headers=headers
+    )
+
+
 def run_worker(app: Flask) -> None:
     """Run every queued job in this process (RQ's SimpleWorker, burst mode)."""
     queues = get_queues(app)  # the priority queue first, as worker.py

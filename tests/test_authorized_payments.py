@@ -7,8 +7,6 @@ older reads change nothing; MercadoPago's failures and 404s are retried.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import requests
 from sqlalchemy import select
@@ -16,9 +14,8 @@ from sqlalchemy import select
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, Payment, Subscription, WebhookEvent
 from webhooks_app.resources import AuthorizedPayment
-from webhooks_app.signatures import sign
 
-from conftest import WEBHOOK_SECRET, drain
+from conftest import drain, post_topic
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,27 +24,11 @@ SUBSCRIBER = "member@example.com"
 MP_AUTH = {"Authorization": "Bearer TEST-token"}
 
 
-def notify(client, resource_id, *, event_type: str = TOPIC, live_mode: bool = True, **body):
+def notify(
+    client, resource_id, *, event_type: str = TOPIC, live_mode: bool = True, id: int | None = None
+):
     """A signed Webhooks-form notification, as MercadoPago sends it; asserts the 200."""
-    resource_id, request_id = str(resource_id), str(uuid.uuid4())
-    payload = {
-        "id": uuid.uuid4().int % 10**12,
-        "live_mode": live_mode,
-        "type": event_type,
-        "date_created": "2026-12-05T10:00:00.000-04:00",
-        "api_version": "v1",
-        "action": "updated",
-        "data": {"id": resource_id},
-        **body,
-    }
-    answer = client.post(
-        f"/webhooks/mp?data.id={resource_id}&type={event_type}",
-        json=payload,
-        headers={
-            "x-request-id": request_id,
-            "x-signature": sign(WEBHOOK_SECRET, resource_id, request_id),
-        },
-    )
+    answer = post_topic(client, event_type, resource_id, notification_id=id, live_mode=live_mode)
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer
 

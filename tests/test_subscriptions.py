@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import requests
 
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, Subscription, WebhookEvent
-from webhooks_app.signatures import sign
 
-from conftest import WEBHOOK_SECRET, drain
+from conftest import drain, post_topic
 
 
 def post_subscription(client, preapproval_id: str, event_type: str = "subscription_preapproval"):
-    """A signed Webhooks-form notification of a subscription, as MercadoPago sends it."""
-    request_id = str(uuid.uuid4())
-    body = {
-        "id": uuid.uuid4().int % 10**12,
-        "live_mode": False,
-        "type": event_type,
-        "date_created": "2026-12-04T10:00:00.000-04:00",
-        "api_version": "v1",
-        "action": "updated",
-        "data": {"id": preapproval_id},
-    }
-    headers = {
-        "x-request-id": request_id,
-        "x-signature": sign(WEBHOOK_SECRET, preapproval_id, request_id),
-    }
-    answer = client.post(
-        f"/webhooks/mp?data.id={preapproval_id}&type={event_type}", json=body, headers=headers
-    )
+    """A signed, live Webhooks-form notification of a subscription, as MercadoPago sends it."""
+    answer = post_topic(client, event_type, preapproval_id)
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer
 
