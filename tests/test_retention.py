@@ -13,7 +13,8 @@ from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, Payment, WebhookAttempt, WebhookEvent
 from webhooks_app.periodic import build_tasks
 from webhooks_app.queueing import get_redis
-from webhooks_app.retention import _next_batch_statement, purge
+from webhooks_app.retention import next_round_in, purge
+from webhooks_app.retention_batch import next_batch_sql, postgresql_batch_sql
 from webhooks_app.timeutil import utcnow
 
 from conftest import api_headers, dead_letter, drain, post_webhook
@@ -103,11 +104,12 @@ def test_purge_goes_in_bounded_batches_and_stops_at_its_time_budget(app):
     old = utcnow() - timedelta(days=200)
     for _ in range(25):
         add_event(status=EventStatus.SUCCESS, received_at=old, latency=1, raw_body="{}")
-    statements: list[tuple[str, int]] = []
+    postgresql = db.engine.dialect.name == "postgresql"
+    statements: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if statement.lstrip().upper().startswith("UPDATE WEBHOOK_EVENTS"):
-            statements.append((statement, len(parameters)))
+        if statement.lstrip().upper().startswith(("UPDATE WEBHOOK_EVENTS", "WITH BATCH")):
+            statements.append((statement, parameters))
 
     sa_event.listen(db.engine, "before_cursor_execute", record)
     try:
@@ -118,26 +120,35 @@ def test_purge_goes_in_bounded_batches_and_stops_at_its_time_budget(app):
         assert (rest.events, rest.batches, rest.more) == (15, 2, False)
     finally:
         sa_event.remove(db.engine, "before_cursor_execute", record)
-    # One UPDATE per batch, never more ids than the batch size (plus the 2 statuses' binds).
+    # One UPDATE of the events per batch (on PostgreSQL the batch's only statement), never
+    # more rows than the batch size.
     assert len(statements) == 3
-    assert max(count for _, count in statements) <= 10 + 6
+    if postgresql:
+        assert all(params["size"] == 10 for _, params in statements)
+    else:  # the ids, plus the 2 statuses' binds
+        assert max(len(params) for _, params in statements) <= 10 + 6
     assert db.session.query(WebhookEvent).filter(WebhookEvent.purged_at.is_(None)).count() == 0
 
 
 def test_the_purge_query_is_served_by_its_partial_index(app):
     add_event(status=EventStatus.SUCCESS, received_at=utcnow() - timedelta(days=200), latency=1)
+    now = utcnow()
     with db.engine.connect() as conn:
-        sql = _next_batch_statement(conn.dialect.name).text
-        params = {"cutoff": utcnow().isoformat(sep=" "), "size": 500}
         if conn.dialect.name == "sqlite":
-            rows = conn.execute(text("EXPLAIN QUERY PLAN " + sql), params)
+            params = {"cutoff": now.isoformat(sep=" "), "size": 500}
+            rows = conn.execute(text("EXPLAIN QUERY PLAN " + next_batch_sql("sqlite")), params)
             plan = " ".join(str(row) for row in rows)
+            assert "TEMP B-TREE" not in plan, plan
         else:
-            # Tiny tables are read whole; what matters is that the index can serve the query.
+            # Tiny tables are read whole; what matters is that the index can serve the batch.
             conn.execute(text("SET enable_seqscan = off"))
-            plan = " ".join(row[0] for row in conn.execute(text("EXPLAIN " + sql), params))
+            params = {"cutoff": now, "before": now, "now": now, "size": 500}
+            sql = "EXPLAIN " + postgresql_batch_sql()
+            lines = [row[0] for row in conn.execute(text(sql), params)]
+            plan = "\n".join(lines)
+            batch = plan[plan.index("CTE batch") : plan.index("CTE purged")]
+            assert "Sort" not in batch and "Seq Scan" not in plan, plan
     assert "ix_webhook_events_purge_due" in plan, plan
-    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
 
 
 def test_the_scheduler_runs_retention_and_the_api_says_purged(app, client, sandbox):
