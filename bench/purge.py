@@ -16,8 +16,9 @@ than RETENTION_DAYS=90), or copied from `--pg-template` (a database filled befor
    slice bench/purge_driver.py (the service's own code, one long-lived process) purges
    in one of `--modes` for the slice's length: `scheduler` (periodic.py's retention
    task and timing, the default configuration), `cli` (`flask webhooks purge`'s
-   defaults), `flat` (`--duty 1`, for reference). A mode's ratio is its slices' rate
-   over the mean of their neighbouring baselines': the shared machine's drift cancels;
+   defaults), `flat` (`--duty 1`, for reference), `duty=<d>` (another duty cycle). A
+   mode's ratio is its slices' rate over the mean of their neighbouring baselines': the
+   shared machine's drift cancels;
 3. the drain: `flask webhooks purge --older-than 90d` with its defaults, in its own
    process, to the end, under load while it lasts (baseline: slices before and after):
    its rows/s, and so how long a backlog of 500,000 rows takes.

@@ -12,7 +12,8 @@ its own CPU-seconds and its PostgreSQL backend's pid). `quit` ends it. Modes:
   sleeps). The loop's other tasks are left out: they would only space the rounds;
 - `cli`: `flask webhooks purge` with its defaults (retention.purge at RETENTION_DUTY,
   RETENTION_BATCH_SIZE), stopped at the slice's end by `max_seconds`;
-- `flat`: the same flat out (`--duty 1`), what the duty cycle is measured against.
+- `flat`: the same flat out (`--duty 1`), what the duty cycle is measured against;
+- `duty=<d>`: the same at duty cycle `d` (another RETENTION_DUTY).
 
 A round or batch under way at the slice's end finishes before the answer, so no
 purge work spills into the next (baseline) slice.
@@ -77,6 +78,8 @@ def main() -> int:
             else:
                 cutoff = utcnow() - timedelta(days=DAYS)
                 duty = 1.0 if mode == "flat" else None
+                if mode.startswith("duty="):
+                    duty = float(mode.removeprefix("duty="))
                 reports.append(purge(cutoff, max_seconds=seconds, duty=duty))
                 db.session.remove()
             answer = {

@@ -127,7 +127,8 @@ def purge(
         if max_seconds is not None and report.seconds + rest >= max_seconds:
             report.more, report.rest = True, rest
             return report
-        time.sleep(rest)
+        if rest > 0:
+            time.sleep(rest)
 
 
 def purge_round() -> PurgeReport | None:
