@@ -1,6 +1,6 @@
 """Retention purge at scale: ingestion while it runs, in each of its modes, on 10^6 stored events.
 
-    python bench/purge.py [--events 1000000] [--modes scheduler,cli,flat] [--pairs 5]
+    python bench/purge.py [--events 1000000] [--modes scheduler,cli,flat] [--pairs 4]
                           [--pg-database NAME] [--pg-template NAME] [--check]
 
 One PostgreSQL database (`--pg-database`, default `bench_purge_<pid>`; or `--db sqlite`)
@@ -11,14 +11,16 @@ than RETENTION_DAYS=90), or copied from `--pg-template` (a database filled befor
    --duty 1` (flat out) for each of `--trial-sizes`, each on its own 5-day slice of the
    oldest history: rows/s per size;
 2. ingestion, `POST /webhooks/mp` on the service under gunicorn (the Procfile's
-   settings), closed loop, in `--slice`-second slices: baseline slices (no purge)
-   alternate with purge slices, every purge slice between two baselines. During a purge
+   settings), closed loop, in `--slice`-second slices: blocks of `--block` purge slices
+   alternate with baseline slices (no purge), every block between two baselines, with a
+   `--settle` slice after each block that is not counted (the purge's deferred work,
+   a checkpoint under way, lands there rather than in a baseline). During a purge
    slice bench/purge_driver.py (the service's own code, one long-lived process) purges
    in one of `--modes` for the slice's length: `scheduler` (periodic.py's retention
    task and timing, the default configuration), `cli` (`flask webhooks purge`'s
    defaults), `flat` (`--duty 1`, for reference), `duty=<d>` (another duty cycle). A
-   mode's ratio is its slices' rate over the mean of their neighbouring baselines': the
-   shared machine's drift cancels;
+   mode's ratio is its slices' rate over the mean of their block's neighbouring
+   baselines': the shared machine's drift cancels;
 3. the drain: `flask webhooks purge --older-than 90d` with its defaults, in its own
    process, to the end, under load while it lasts (baseline: slices before and after):
    its rows/s, and so how long a backlog of 500,000 rows takes.
@@ -56,7 +58,7 @@ from common import (
     wrk_available,
 )
 from history import Filler
-from purge_cpu import CpuMeter, PgCounters
+from purge_cpu import CpuMeter, PgCounters, WaitSampler
 
 RATIO_GOAL = 0.8
 DEFAULT_MODES = ("scheduler", "cli")  # what the goal is judged on (with the drain)
@@ -72,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-template", help="copy this filled database instead of filling")
     parser.add_argument("--trial-sizes", default="100,500,2000", help="batch sizes, no load")
     parser.add_argument("--modes", default="scheduler,cli,flat", help="purge modes in slices")
-    parser.add_argument("--pairs", type=int, default=5, help="purge slices per mode")
+    parser.add_argument("--pairs", type=int, default=4, help="blocks of purge slices per mode")
+    parser.add_argument("--block", type=int, default=3, help="purge slices in a row per block")
+    parser.add_argument("--settle", type=int, default=1, help="uncounted slices after a block")
     parser.add_argument("--slice", type=float, default=3.0, help="seconds per slice")
     parser.add_argument("--drain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--max-during", type=int, default=80, help="most slices of the drain")
@@ -110,27 +114,32 @@ def main(argv: list[str] | None = None) -> int:
         driver, backend = start_driver(session, env)
         meter = CpuMeter(url, web, driver.pid, backend)
         counters = PgCounters(url)
+        waits = WaitSampler(url, backend)
 
         def sliced(label: str, command: str | None = None) -> dict:
             """One ingestion slice, the driver purging meanwhile when `command` is given."""
             before, pg0 = meter.snapshot(), counters.read()
+            waits.start()
             if command:
                 driver.popen.stdin.write(f"{command} {args.slice}\n")
                 driver.popen.stdin.flush()
             result = loader.closed(web, label, args.slice)
             answer = json.loads(driver.popen.stdout.readline()) if command else {}
             return {"load": result, "purge": answer, "cpu": meter.since(before),
-                    "pg": counters.since(pg0)}  # fmt: skip
+                    "pg": counters.since(pg0), "waits": waits.stop()}  # fmt: skip
 
-        log(f"slices: {', '.join(modes)}, {args.pairs} each, each between two baselines")
-        baselines = [sliced("no purge")]
+        log(f"slices: {', '.join(modes)}: {args.pairs} blocks of {args.block} each")
+        baselines, settling = [sliced("no purge")], []
         purges: dict[str, list[tuple[dict, float]]] = {mode: [] for mode in modes}
         for _ in range(args.pairs):
             for mode in modes:
-                during = sliced(mode, mode)
+                block = [sliced(mode, mode) for _ in range(args.block)]
+                # What the purge left to do (dirty pages, a checkpoint under way) lands here,
+                # not in the baseline.
+                settling += [sliced("settling") for _ in range(args.settle)]
                 baselines.append(sliced("no purge"))
                 neighbours = (baselines[-2]["load"].rate + baselines[-1]["load"].rate) / 2
-                purges[mode].append((during, neighbours))
+                purges[mode] += [(during, neighbours) for during in block]
         driver.popen.stdin.write("quit\n")
         driver.popen.stdin.flush()
         driver.popen.wait(60)
@@ -145,14 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.events:,} stored events (bench/history.py's filler), {kind}; ingestion: "
         f"{'wrk' if wrk_available() else 'python asyncio'}, {args.connections} connections, "
-        f"{args.slice:g}s slices; a purge slice sits between two baseline slices.\n"
+        f"{args.slice:g}s slices; blocks of {args.block} purge slices between baseline "
+        f"slices, {args.settle} uncounted settling slice(s) after each block.\n"
     )
     print(table(("", ""), list(row.items()), title="## Database"))
     print(table(("batch size", "cutoff", "rows purged", "batches", "s", "rows/s"), trials,
                 title="## Batch-size trials (no load, --duty 1)"))  # fmt: skip
     summary = [mode_row(mode, pairs, args.slice) for mode, pairs in purges.items()]
     summary.append(slices_row("no purge (all baselines)", baselines))
+    if settling:
+        summary.append(slices_row("settling (after a block, not counted)", settling))
     print(table(SUMMARY_HEADERS, summary, title="## Ingestion during the purge, by mode"))
+    groups = {**{mode: [d for d, _ in pairs] for mode, pairs in purges.items()},
+              "no purge": baselines, "settling": settling}  # fmt: skip
+    waited = [(name, *wait_row(slices)) for name, slices in groups.items() if slices]
+    headers = ("slices", "web's sessions active per sample", "what they were doing (share)")
+    print(table(headers, waited, title="## The web's database sessions (pg_stat_activity)"))
     goals = [(mode, r[4]) for mode, r in zip(purges, summary, strict=False)
              if mode in DEFAULT_MODES]  # fmt: skip
     if drain:
@@ -202,6 +219,19 @@ def slices_row(label: str, slices: list[dict]) -> tuple:
         f"{cpu['web']:.0f}+{cpu['pg ingest']:.0f}", cpu["pg background"], cpu["others"],
         pg["wal_mb"] / pg["seconds"], pg["checkpoints"],
     )  # fmt: skip
+
+
+def wait_row(slices: list[dict]) -> tuple:
+    """Mean active sessions per sample, and the top waits as shares of them."""
+    samples = sum(s["waits"]["samples"] for s in slices)
+    counts: dict[str, int] = {}
+    for s in slices:
+        for key, n in s["waits"]["waits"].items():
+            counts[key] = counts.get(key, 0) + n
+    total = sum(counts.values())
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:5]
+    shares = ", ".join(f"{key} {n / total:.0%}" for key, n in top) if total else "—"
+    return (total / samples if samples else 0.0, shares)
 
 
 def _cpu_mean(slices: list[dict]) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Who used the CPU during a slice of bench/purge.py, and what PostgreSQL wrote meanwhile.
+"""Who used the CPU during a slice of bench/purge.py, what PostgreSQL wrote meanwhile,
+and what the web's database sessions waited on.
 
 PostgreSQL's processes are told apart by their title (`postgres: user db host state`
 for a backend, `postgres: 15/main: checkpointer` for the cluster's own), read from
@@ -9,7 +10,9 @@ last one.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from common import MachineCpu, Server, _children_cpu, cpu_seconds
@@ -98,3 +101,43 @@ class PgCounters:
             "checkpoints": now["checkpoints"] - before["checkpoints"],
             "seconds": now["t"] - before["t"],
         }
+
+
+class WaitSampler:
+    """What the web's PostgreSQL backends wait on, sampled from pg_stat_activity every
+    `period` seconds in a thread while a slice runs: counts of `type:event` (`CPU` when
+    active and waiting on nothing), the purge's own backend left out."""
+
+    def __init__(self, url: str, purge_backend: int | None, period: float = 0.05) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        self.purge_backend = purge_backend or 0
+        self.period = period
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+
+    def start(self) -> None:
+        self.counts, self.samples = Counter(), 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        return {"samples": self.samples, "waits": dict(self.counts)}
+
+    def _run(self) -> None:
+        query = (
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity "
+            "WHERE datname = current_database() AND state = 'active' "
+            "AND pid NOT IN (pg_backend_pid(), %s) AND backend_type = 'client backend'"
+        )
+        while not self._stop.wait(self.period):
+            rows = self.conn.execute(query, (self.purge_backend,)).fetchall()
+            self.samples += 1
+            self.counts.update(row[0] for row in rows)
