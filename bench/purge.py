@@ -62,7 +62,7 @@ from history import Filler
 from purge_cpu import CpuMeter, PgCounters, WaitSampler
 
 RATIO_GOAL = 0.8
-DEFAULT_MODES = ("scheduler", "cli")  # what the goal is judged on (with the drain)
+DEFAULT_MODES = ("scheduler", "cli")  # what the goal is judged on
 PURGED = re.compile(r"purged (\d+) event\(s\).*in (\d+) batch\(es\), ([\d.]+)s")
 DUE = "purged_at IS NULL AND status IN ('success', 'ignored') AND processed_at < "
 
