@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return {"load": result, "purge": answer, "cpu": meter.since(before),
                     "pg": counters.since(pg0), "waits": waits.stop()}  # fmt: skip
 
-        log(f"slices: {', '.join(modes)}: {args.pairs} blocks of {args.block} each")
+        if modes:
+            log(f"slices: {', '.join(modes)}: {args.pairs} blocks of {args.block} each")
         baselines, settling = [sliced("no purge")], []
         purges: dict[str, list[tuple[dict, float]]] = {mode: [] for mode in modes}
         for _ in range(args.pairs):
