@@ -1,7 +1,8 @@
 """Retention purge at scale: ingestion while it runs, in each of its modes, on 10^6 stored events.
 
-    python bench/purge.py [--events 1000000] [--modes scheduler,cli,flat] [--pairs 4]
+    python bench/purge.py [--events 1000000] [--modes scheduler,cli,flat] [--pairs 3]
                           [--pg-database NAME] [--pg-template NAME] [--check]
+    python bench/purge.py --make-template NAME    # fill a database once, to copy per run
 
 One PostgreSQL database (`--pg-database`, default `bench_purge_<pid>`; or `--db sqlite`)
 filled with bench/history.py's history (received over 180 days, so about half is older
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--pg-database", help="the database's name (default bench_purge_<pid>)")
     parser.add_argument("--pg-template", help="copy this filled database instead of filling")
+    parser.add_argument("--make-template", metavar="NAME", help="only fill NAME, and keep it")
     parser.add_argument("--trial-sizes", default="100,500,2000", help="batch sizes, no load")
     parser.add_argument("--modes", default="scheduler,cli,flat", help="purge modes in slices")
     # 3 blocks of 3 slices of the 3 modes purge nearly all the ~490,000 rows due at 10^6
@@ -95,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         note = environment_note()
         log(note)
         loader = Loader(RequestFactory(), session.tmp, args.connections, wrk_available())
+        if args.make_template:
+            url = session.database("postgresql", name=args.make_template)
+            session.pg_databases.remove(args.make_template)  # kept: it is the point
+            Filler(url).fill_to(args.events)
+            log(f"{args.make_template}: {args.events:,} events, kept (--pg-template)")
+            return 0
         url = session.database(kind, name=args.pg_database, template=args.pg_template)
         env = app_env(session, url, LOG_LEVEL="WARNING")
         started = time.monotonic()
