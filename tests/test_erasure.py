@@ -9,10 +9,11 @@ import re
 
 import pytest
 from factories import add_event, add_payment
-from sqlalchemy import update
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 from test_admin import AUTH, PASSWORD, USERNAME
 from test_orders_chargebacks import post_topic
 
+from webhooks_app import erasure
 from webhooks_app.extensions import db
 from webhooks_app.logging_setup import EventFieldsFilter, make_formatter
 from webhooks_app.models import (
@@ -24,6 +25,7 @@ from webhooks_app.models import (
     WebhookAttempt,
     WebhookEvent,
 )
+from webhooks_app.personal_data import PersonalTable
 from webhooks_app.resources import Chargeback, MerchantOrder, MerchantOrderPayment
 
 from conftest import drain, make_app, post_webhook, run_worker
@@ -161,6 +163,38 @@ def test_forget_reaches_subscriptions_alerts_orders_and_chargebacks(app, client,
         key for key, event in events.items() if db.session.get(WebhookEvent, event.id).purged_at
     }
     assert erased == {(t, str(r)) for t, r in notified[:-1]}  # all but the other payer's
+
+
+def test_a_table_holding_only_the_payer_id_is_one_more_entry(app, monkeypatch):
+    """What wiring a new table takes (e.g. authorized payments, which hold `payer_id`)."""
+    probe = Table(
+        "erasure_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("payer_id", String(32)),
+        Column("amount", Integer),
+    )
+    probe.create(db.engine)
+    try:
+        raw = {"id": "sub-9", "payer_email": "lia@example.com", "payer_id": 4242}
+        db.session.add(Subscription(mp_preapproval_id="sub-9", payer_email=None, raw=raw))
+        db.session.execute(
+            probe.insert(),
+            [
+                {"id": 1, "payer_id": "4242", "amount": 10},
+                {"id": 2, "payer_id": "7", "amount": None},
+            ],
+        )
+        db.session.commit()
+        entry = PersonalTable(probe, "probe", payer_ids=("payer_id",), raw=None)
+        monkeypatch.setattr(erasure, "PERSONAL_TABLES", (*erasure.PERSONAL_TABLES, entry))
+        report = erasure.forget("lia@example.com", surface="cli")
+        assert report.rows["erasure_probe"] == 1 and "1 probe(s)" in report.summary()
+        rows = db.session.execute(select(probe).order_by(probe.c.id)).all()
+        assert [tuple(r) for r in rows] == [(1, None, 10), (2, "7", None)]
+    finally:
+        db.session.rollback()
+        probe.drop(db.engine)
 
 
 def test_pii_masking_masks_the_email_in_every_stored_copy(app, sandbox):

@@ -99,8 +99,8 @@ def _scrub(value: str | None, address: str) -> str | None:
     return re.sub(re.escape(address), ERASED, value, flags=re.IGNORECASE)
 
 
-def _belongs(spec: PersonalTable, subject: _Subject) -> Any:
-    """The rows of `spec` that are the subject's."""
+def _belongs(spec: PersonalTable, subject: _Subject) -> Any | None:
+    """The rows of `spec` that are the subject's (None: nothing to find them by yet)."""
     clauses = [func.lower(spec.column(name)) == subject.address for name in spec.emails]
     if spec.raw is not None:
         clauses.append(_mentions(spec.column(spec.raw), subject.pattern))
@@ -114,24 +114,25 @@ def _belongs(spec: PersonalTable, subject: _Subject) -> Any:
         ]
     if subject.payer_ids:
         clauses += [spec.column(name).in_(sorted(subject.payer_ids)) for name in spec.payer_ids]
-    return or_(*clauses)
+    return or_(*clauses) if clauses else None
 
 
 def _erase_rows(spec: PersonalTable, subject: _Subject) -> list[Any]:
     """Empty the subject's data in `spec`'s rows; return those rows as they were."""
-    table = spec.table
-    rows = db.session.execute(select(table).where(_belongs(spec, subject))).all()
+    table, belongs = spec.table, _belongs(spec, subject)
+    if belongs is None:
+        return []
+    rows = db.session.execute(select(table).where(belongs)).all()
     if not rows:
         return rows
     values: dict[str, Any] = {name: null() for name in (*spec.emails, *spec.payer_ids)}
+    params = [{"erased_id": row.id} for row in rows]
     if spec.raw is not None:
         values[spec.raw] = bindparam("erased_raw")
+        for param, row in zip(params, rows, strict=True):
+            param["erased_raw"] = reduce_raw(row._mapping[spec.raw], spec.kept)
     db.session.execute(
-        update(table).where(table.c.id == bindparam("erased_id")).values(values),
-        [
-            {"erased_id": row.id, "erased_raw": reduce_raw(row._mapping.get(spec.raw), spec.kept)}
-            for row in rows
-        ],
+        update(table).where(table.c.id == bindparam("erased_id")).values(values), params
     )
     for row in rows:  # what finds the subject's rows in the tables that come next
         data = row._mapping
