@@ -403,13 +403,19 @@ class Session:
 
     # -- databases
 
-    def database(self, kind: str, tag: str = "") -> str:
-        """A fresh, migrated database of `kind` (sqlite or postgresql); returns its URL."""
+    def database(
+        self, kind: str, tag: str = "", name: str | None = None, template: str | None = None
+    ) -> str:
+        """A fresh, migrated database of `kind` (sqlite or postgresql); returns its URL.
+
+        PostgreSQL: named `name` (default `bench_<purpose><tag>_<pid>`), a copy of
+        `template` if given (an already filled database: no fill needed); dropped at the
+        end either way."""
         if kind == "sqlite":
             url = f"sqlite:///{self.tmp / f'bench{tag}.db'}"
         elif kind == "postgresql":
-            name = f"bench_{self.purpose}{tag}_{os.getpid()}"
-            create_pg_database(name)
+            name = name or f"bench_{self.purpose}{tag}_{os.getpid()}"
+            create_pg_database(name, template)
             self.pg_databases.append(name)
             url = f"{PG_SERVER}/{name}"
         else:
@@ -544,10 +550,11 @@ def _pg_admin():
     return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=10)
 
 
-def create_pg_database(name: str) -> None:
+def create_pg_database(name: str, template: str | None = None) -> None:
     with _pg_admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
 
 
 def drop_pg_database(name: str) -> None:

@@ -9,12 +9,24 @@ import re
 
 import pytest
 from factories import add_event, add_payment
-from sqlalchemy import update
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 from test_admin import AUTH, PASSWORD, USERNAME
+from test_orders_chargebacks import post_topic
 
+from webhooks_app import erasure
 from webhooks_app.extensions import db
 from webhooks_app.logging_setup import EventFieldsFilter, make_formatter
-from webhooks_app.models import Erasure, EventStatus, Payment, WebhookAttempt, WebhookEvent
+from webhooks_app.models import (
+    Erasure,
+    EventStatus,
+    MpAlert,
+    Payment,
+    Subscription,
+    WebhookAttempt,
+    WebhookEvent,
+)
+from webhooks_app.personal_data import PersonalTable
+from webhooks_app.resources import Chargeback, MerchantOrder, MerchantOrderPayment
 
 from conftest import drain, make_app, post_webhook, run_worker
 
@@ -39,7 +51,8 @@ def everything_stored() -> str:
     """Every stored column of every table, as one text, to search for an address."""
     db.session.expire_all()
     parts = []
-    for model in (Payment, WebhookEvent, WebhookAttempt, Erasure):
+    models = (Payment, WebhookEvent, WebhookAttempt, Erasure, Subscription, MpAlert)
+    for model in (*models, MerchantOrder, MerchantOrderPayment, Chargeback):
         for row in db.session.query(model):
             parts.append(repr({c.name: getattr(row, c.name) for c in model.__table__.columns}))
     return "\n".join(parts).lower()
@@ -93,6 +106,116 @@ def test_forget_erases_the_payer_everywhere_keeps_the_facts_and_records_it(
     assert "erased: 0 payment(s), 0 event(s), 0 attempt(s) (already erased on" in again.output
     assert db.session.query(Erasure).count() == 1
     assert runner.invoke(args=["webhooks", "forget", "--email", "nope"]).exit_code == 2
+
+
+def test_forget_reaches_subscriptions_alerts_orders_and_chargebacks(app, client, sandbox, runner):
+    email = "Rita.Souza@example.com"
+    payment = sandbox.state.add_payment(payer={"email": email}, transaction_amount=80)
+    order = sandbox.state.add_merchant_order(payment_ids=[payment["id"]])
+    document = {"type": "invoice", "url": "https://files.example.com/1.pdf", "description": email}
+    chargeback = sandbox.state.add_chargeback(payment_id=payment["id"], documentation=[document])
+    claim = sandbox.state.add_claim(resource_id=payment["id"])
+    mine = sandbox.state.add_preapproval(payer_email=email, payer_id=4242)
+    theirs = sandbox.state.add_preapproval(payer_email="other@example.com")
+    notified = [
+        ("payment", payment["id"]),
+        ("merchant_order", order["id"]),
+        ("chargebacks", chargeback["id"]),
+        ("topic_claims_integration_wh", claim["id"]),
+        ("stop_delivery_op_wh", payment["id"]),
+        ("subscription_preapproval", mine["id"]),
+        ("subscription_preapproval", theirs["id"]),
+    ]
+    for event_type, resource_id in notified:
+        assert post_topic(client, event_type, resource_id).status_code == 200
+        drain(app)
+    events = {(e.type, e.resource_id): e for e in db.session.query(WebhookEvent)}
+    assert {e.status for e in events.values()} == {EventStatus.SUCCESS}
+    assert email.lower() in everything_stored()
+
+    result = runner.invoke(args=["webhooks", "forget", "--email", email])
+    assert result.exit_code == 0, result.output
+    assert (
+        "erased: 1 payment(s), 6 event(s), 0 attempt(s), 1 subscription(s), 2 alert(s), "
+        "1 merchant order(s), 1 chargeback(s)"
+    ) in result.output
+    assert email.lower() not in everything_stored()
+
+    subscription = db.session.query(Subscription).filter_by(mp_preapproval_id=mine["id"]).one()
+    assert subscription.payer_email is None and subscription.status == "authorized"
+    assert not {"payer_email", "payer_id", "init_point", "back_url"} & subscription.raw.keys()
+    assert subscription.raw["auto_recurring"]["transaction_amount"] == 49.9
+    assert subscription.amount is not None and subscription.mp_preapproval_id == mine["id"]
+    other = db.session.query(Subscription).filter_by(mp_preapproval_id=theirs["id"]).one()
+    assert other.payer_email == "other@example.com" and other.raw["payer_email"]
+    for alert in db.session.query(MpAlert):
+        assert alert.payer_email is None and "players" not in alert.raw
+    claim_row = db.session.query(MpAlert).filter_by(kind=MpAlert.CLAIM).one()
+    assert (claim_row.status, claim_row.mp_payment_id) == ("opened", str(payment["id"]))
+    order_row = db.session.query(MerchantOrder).one()
+    assert not {"payer", "items", "collector"} & order_row.raw.keys()
+    assert order_row.raw["payments"][0]["id"] == payment["id"]
+    assert order_row.total_amount == 80 and order_row.payment_ids == [str(payment["id"])]
+    chargeback_row = db.session.query(Chargeback).one()
+    assert "documentation" not in chargeback_row.raw and chargeback_row.amount == 80
+    assert chargeback_row.raw["payments"] == [payment["id"]]
+    erased = {
+        key for key, event in events.items() if db.session.get(WebhookEvent, event.id).purged_at
+    }
+    assert erased == {(t, str(r)) for t, r in notified[:-1]}  # all but the other payer's
+
+
+def test_a_table_holding_only_the_payer_id_is_one_more_entry(app, monkeypatch):
+    """What wiring a new table takes (e.g. authorized payments, which hold `payer_id`)."""
+    probe = Table(
+        "erasure_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("payer_id", String(32)),
+        Column("amount", Integer),
+    )
+    probe.create(db.engine)
+    try:
+        raw = {"id": "sub-9", "payer_email": "lia@example.com", "payer_id": 4242}
+        db.session.add(Subscription(mp_preapproval_id="sub-9", payer_email=None, raw=raw))
+        db.session.execute(
+            probe.insert(),
+            [
+                {"id": 1, "payer_id": "4242", "amount": 10},
+                {"id": 2, "payer_id": "7", "amount": None},
+            ],
+        )
+        db.session.commit()
+        entry = PersonalTable(probe, "probe", payer_ids=("payer_id",), raw=None)
+        monkeypatch.setattr(erasure, "PERSONAL_TABLES", (*erasure.PERSONAL_TABLES, entry))
+        report = erasure.forget("lia@example.com", surface="cli")
+        assert report.rows["erasure_probe"] == 1 and "1 probe(s)" in report.summary()
+        rows = db.session.execute(select(probe).order_by(probe.c.id)).all()
+        assert [tuple(r) for r in rows] == [(1, None, 10), (2, "7", None)]
+    finally:
+        db.session.rollback()
+        probe.drop(db.engine)
+
+
+def test_pii_masking_masks_the_email_in_every_stored_copy(app, sandbox):
+    masking = make_app(sandbox, PII_MASKING=True)
+    with masking.app_context():
+        client = masking.test_client()
+        preapproval = sandbox.state.add_preapproval(payer_email="joana.sub@example.com")
+        chargeback = sandbox.state.add_chargeback(
+            documentation=[{"description": "signed by joana.cb@example.com"}]
+        )
+        post_topic(client, "subscription_preapproval", preapproval["id"])
+        post_topic(client, "chargebacks", chargeback["id"])
+        run_worker(masking)
+        db.session.expire_all()
+        subscription = db.session.query(Subscription).one()
+        assert subscription.raw["payer_email"] == "j***@example.com"
+        assert subscription.payer_email == "joana.sub@example.com"  # the CRM's key, and forget's
+        assert sandbox.state.find_contact("joana.sub@example.com") is not None
+        stored = db.session.query(Chargeback).one().raw  # written by a Core upsert
+        assert stored["documentation"][0]["description"] == "signed by j***@example.com"
+        db.session.remove()
 
 
 @pytest.fixture

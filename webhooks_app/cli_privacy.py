@@ -20,14 +20,16 @@ from .retention import purge, retention_cutoff
 @click.option("--include-failed", is_flag=True, help="Also purge failed (dead-lettered) events.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="Rows per transaction.")
 @click.option(
-    "--pause", type=click.FloatRange(0, 60), help="Seconds between batches (RETENTION_BATCH_PAUSE)."
+    "--duty",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Most of the wall time spent purging, e.g. 0.5; 1 = flat out (RETENTION_DUTY).",
 )
 @click.option("--dry-run", is_flag=True, help="Only count the events that would be purged.")
 def purge_command(
     older_than: str | None,
     include_failed: bool,
     batch_size: int | None,
-    pause: float | None,
+    duty: float | None,
     dry_run: bool,
 ) -> None:
     """Drop the stored copies (bodies, headers, tracebacks, payer data) of old finished events."""
@@ -41,7 +43,7 @@ def purge_command(
         except FilterError as exc:
             raise click.UsageError(str(exc)) from None
     report = purge(
-        cutoff, batch_size=batch_size, include_failed=include_failed, dry_run=dry_run, pause=pause
+        cutoff, batch_size=batch_size, include_failed=include_failed, dry_run=dry_run, duty=duty
     )
     click.echo(("dry run: " if dry_run else "") + report.summary())
 

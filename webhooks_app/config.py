@@ -235,14 +235,16 @@ class Config:
     # Retention: finished events older than this lose their stored copies (bodies, headers,
     # tracebacks) and their payments' raw copy its personal data; 0 keeps everything.
     RETENTION_DAYS = _env_float("RETENTION_DAYS", 90.0)
-    # scheduler.py purges every RETENTION_INTERVAL seconds, in batches of RETENTION_BATCH_SIZE
-    # rows (one short transaction each), for at most RETENTION_ROUND_SECONDS per round so
-    # that the loop's other tasks (rq-scheduler's moves, the reconciler) are not held up.
+    # scheduler.py purges in batches of RETENTION_BATCH_SIZE rows (one short transaction
+    # each), in rounds of at most RETENTION_ROUND_SECONDS so that the loop's other tasks
+    # (rq-scheduler's moves, the reconciler) are not held up; rounds follow each other while
+    # rows remain, then come every RETENTION_INTERVAL seconds.
     RETENTION_INTERVAL = _env_float("RETENTION_INTERVAL", 300.0)
     RETENTION_BATCH_SIZE = int(_env_float("RETENTION_BATCH_SIZE", 500))
     RETENTION_ROUND_SECONDS = _env_float("RETENTION_ROUND_SECONDS", 2.0)
-    # Seconds between two batches: leaves the database and the CPU to ingestion meanwhile.
-    RETENTION_BATCH_PAUSE = _env_float("RETENTION_BATCH_PAUSE", 0.0)
+    # The most of the wall time the purge spends in batches (it sleeps in proportion to
+    # each batch's duration): what keeps ingestion going while it runs (BENCHMARKS.md).
+    RETENTION_DUTY = _env_float("RETENTION_DUTY", 0.5)
     # Mask the payer's e-mail, identification and phone in the stored payment copies.
     PII_MASKING = _env_bool("PII_MASKING", False)
 
@@ -325,6 +327,11 @@ class Config:
             )
         if settings["RETENTION_DAYS"] < 0 or settings["RETENTION_BATCH_SIZE"] < 1:
             raise ConfigError("RETENTION_DAYS must be >= 0 and RETENTION_BATCH_SIZE >= 1")
+        if not 0 < settings["RETENTION_DUTY"] <= 1:
+            raise ConfigError(
+                "RETENTION_DUTY must be a fraction > 0 and <= 1, "
+                f"got {settings['RETENTION_DUTY']!r}"
+            )
 
 
 class DevelopmentConfig(Config):

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 from .notifications import RESOURCE_ID_PATTERN
+from .pii import MaskedJSON
 from .timeutil import isoformat, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
@@ -214,7 +215,8 @@ class Subscription(db.Model):
     next_payment_date: Mapped[datetime | None] = mapped_column(DateTime)
     # MercadoPago's `last_modified`: an older read never overwrites a newer one.
     mp_last_modified: Mapped[datetime | None] = mapped_column(DateTime)
-    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Every e-mail masked at rest with PII_MASKING (the payer_email column keeps it).
+    raw: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON)
     ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
     tags_applied: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -260,7 +262,8 @@ class MpAlert(db.Model):
     status: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(255))
     payer_email: Mapped[str | None] = mapped_column(String(320))
-    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Every e-mail masked at rest with PII_MASKING (the payer_email column keeps it).
+    raw: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON)
     ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
     # When its one alert message was sent (or tried): never twice across retries.
     alerted_at: Mapped[datetime | None] = mapped_column(DateTime)

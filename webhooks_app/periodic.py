@@ -21,7 +21,7 @@ from .catchup import catch_up
 from .extensions import db
 from .queueing import get_scheduler
 from .reconciler import reconcile
-from .retention import purge_due
+from .retention import next_round_in, purge_round
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,12 @@ class Task:
     interval: float
     run: Callable[[], object]
     next_run: float = 0.0
+    # Seconds until the next run, from this run's result and the interval (default: the
+    # interval): retention comes back sooner while a backlog remains.
+    after: Callable[[object, float], float] | None = None
+
+    def delay(self, result: object) -> float:
+        return self.interval if self.after is None else self.after(result, self.interval)
 
 
 def move_due_jobs(app: Flask, connection: Redis) -> Callable[[], object]:
@@ -60,7 +66,9 @@ def build_tasks(app: Flask, connection: Redis) -> list[Task]:
     if config.get("MP_ACCESS_TOKEN") and config["CATCH_UP_INTERVAL"] > 0:
         tasks.append(Task("catch-up", config["CATCH_UP_INTERVAL"], catch_up))
     if config["RETENTION_DAYS"] > 0:
-        tasks.append(Task("retention", config["RETENTION_INTERVAL"], purge_due))
+        tasks.append(
+            Task("retention", config["RETENTION_INTERVAL"], purge_round, after=next_round_in)
+        )
     if config.get("ALERT_WEBHOOK_URL") or config.get("ALERT_EMAIL_TO"):
         tasks.append(Task("alerts", config["ALERT_INTERVAL"], check_and_alert))
     return tasks
@@ -85,8 +93,9 @@ def run_forever(app: Flask, connection: Redis, *, once: bool = False) -> None:
         for task in tasks:
             if time.monotonic() < task.next_run:
                 continue
+            delay = task.interval
             try:
-                task.run()
+                delay = task.delay(task.run())
             except Exception:  # noqa: BLE001 - one task's failure must not stop the loop
                 logger.exception(
                     "scheduler: %s failed; retrying in %.0fs", task.name, task.interval
@@ -94,7 +103,7 @@ def run_forever(app: Flask, connection: Redis, *, once: bool = False) -> None:
                 db.session.rollback()
             finally:
                 db.session.remove()
-            task.next_run = time.monotonic() + task.interval
+            task.next_run = time.monotonic() + delay
         if once:
             return
         wait = min(task.next_run for task in tasks) - time.monotonic()

@@ -1,8 +1,8 @@
 """Personal data of payers: what is masked, what is kept, how an address is recognised.
 
 One module for the three places that need it: masking at rest (`PII_MASKING`),
-retention and erasure (a payment's raw copy reduced to the fields the service
-uses) and the logs (no line carries an e-mail address).
+retention and erasure (a stored copy reduced to the fields the service uses; which
+tables hold what: personal_data.py) and the logs (no line carries an e-mail address).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import hmac
 import re
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_app_context
+from sqlalchemy import JSON
+from sqlalchemy.types import TypeDecorator
 
 # Good enough to find addresses in free text (log lines, error messages, bodies);
 # not a validator.
@@ -104,11 +106,27 @@ def _mask_number(part: Any) -> None:
         part["number"] = mask_digits(part["number"])
 
 
-def reduce_payment(raw: Any) -> dict[str, Any] | None:
-    """A payment's stored copy without the payer's personal data: the kept fields only."""
+def reduce_raw(raw: Any, kept: tuple[str, ...] = KEPT_PAYMENT_FIELDS) -> dict[str, Any] | None:
+    """A stored copy without the payer's personal data: its `kept` top-level fields only
+    (a payment's by default; personal_data.PERSONAL_TABLES says each table's)."""
     if not isinstance(raw, dict):
         return None
-    return {name: raw[name] for name in KEPT_PAYMENT_FIELDS if name in raw}
+    return {name: raw[name] for name in kept if name in raw}
+
+
+class MaskedJSON(TypeDecorator[Any]):
+    """A JSON column whose value is stored with every e-mail address masked when
+    PII_MASKING is on: MercadoPago's copies of subscriptions, alerts, orders and
+    chargebacks, whichever statement writes them (ORM or Core). Payments are masked
+    by `mask_payment`, which also masks their identification and phone numbers."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is not None and has_app_context() and current_app.config.get("PII_MASKING"):
+            return _masked(value)
+        return value
 
 
 def normalise_email(address: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
 from .models import BigId
+from .pii import MaskedJSON
 from .timeutil import isoformat, utcnow
 
 
@@ -37,7 +38,7 @@ class MerchantOrder(db.Model):
     payment_ids: Mapped[list[str] | None] = mapped_column(JSON)
     # MercadoPago's `last_updated`: an older read never overwrites a newer one.
     mp_last_updated: Mapped[datetime | None] = mapped_column(DateTime)
-    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON)  # PII_MASKING: e-mails
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -91,7 +92,7 @@ class Chargeback(db.Model):
     date_documentation_deadline: Mapped[datetime | None] = mapped_column(DateTime)
     mp_date_created: Mapped[datetime | None] = mapped_column(DateTime)
     mp_date_last_updated: Mapped[datetime | None] = mapped_column(DateTime)
-    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON)  # PII_MASKING: e-mails
     ghl_contact_id: Mapped[str | None] = mapped_column(String(64))
     # Set once the new-chargeback alert was attempted: one alert per chargeback.
     alerted_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -6,7 +6,10 @@
 - `ix_webhook_events_purge_due`: a partial index on `processed_at` over the
   finished (`success`, `ignored`) events not purged yet. The purge reads its next
   batch as one range scan of it, and a purged row leaves it: already-purged rows
-  are never visited again, however large the table grows.
+  are never visited again, however large the table grows. On PostgreSQL it is
+  built `CONCURRENTLY` (outside the migration's transaction), so that building it
+  on a large table does not block the writes of a running service; SQLite has no
+  such option (and no concurrent writers worth it).
 - `erasures`: that a data subject's erasure happened, when, from which surface and
   by whom, and how many rows it touched; never what was erased (at most a keyed
   hash of the e-mail, to recognise a repeated request).
@@ -34,14 +37,6 @@ PURGE_DUE = "purged_at IS NULL AND status IN ('success', 'ignored')"
 def upgrade():
     with op.batch_alter_table('webhook_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('purged_at', sa.DateTime(), nullable=True))
-    op.create_index(
-        'ix_webhook_events_purge_due',
-        'webhook_events',
-        ['processed_at'],
-        unique=False,
-        sqlite_where=sa.text(PURGE_DUE),
-        postgresql_where=sa.text(PURGE_DUE),
-    )
     op.create_table(
         'erasures',
         sa.Column(
@@ -58,12 +53,46 @@ def upgrade():
     )
     with op.batch_alter_table('erasures', schema=None) as batch_op:
         batch_op.create_index('ix_erasures_subject_hash', ['subject_hash'], unique=False)
+    # Last: on PostgreSQL it commits what came before (CONCURRENTLY cannot run in a
+    # transaction), so a failure here leaves at most this index to build again.
+    if _postgresql():
+        with op.get_context().autocommit_block():
+            op.create_index(
+                'ix_webhook_events_purge_due',
+                'webhook_events',
+                ['processed_at'],
+                unique=False,
+                postgresql_where=sa.text(PURGE_DUE),
+                postgresql_concurrently=True,
+                if_not_exists=True,  # a failed concurrent build is rerun
+            )
+    else:
+        op.create_index(
+            'ix_webhook_events_purge_due',
+            'webhook_events',
+            ['processed_at'],
+            unique=False,
+            sqlite_where=sa.text(PURGE_DUE),
+        )
 
 
 def downgrade():
+    if _postgresql():
+        with op.get_context().autocommit_block():
+            op.drop_index(
+                'ix_webhook_events_purge_due',
+                table_name='webhook_events',
+                postgresql_concurrently=True,
+                if_exists=True,
+            )
+    else:
+        op.drop_index('ix_webhook_events_purge_due', table_name='webhook_events')
     with op.batch_alter_table('erasures', schema=None) as batch_op:
         batch_op.drop_index('ix_erasures_subject_hash')
     op.drop_table('erasures')
-    op.drop_index('ix_webhook_events_purge_due', table_name='webhook_events')
     with op.batch_alter_table('webhook_events', schema=None) as batch_op:
         batch_op.drop_column('purged_at')
+
+
+def _postgresql() -> bool:
+    return op.get_context().dialect.name == 'postgresql'
