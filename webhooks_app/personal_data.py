@@ -7,9 +7,10 @@ reads), how the table's rows are tied to the events that wrote them (retention
 reduces a row's copy with the purge of such an event) and to a payer (erasure).
 A new table holding payer data is one more entry in `PERSONAL_TABLES`, e.g. a table
 holding only the payer's MercadoPago user id:
-`PersonalTable(SubscriptionPayment.__table__, "subscription payment", payer_ids=("payer_id",),
-raw=None)`: erasure then empties `payer_id` in the rows whose id is one the payer's
-payments or subscriptions name (ids are compared as text).
+`PersonalTable(SomeCharge.__table__, "charge", payer_ids=("payer_id",), raw=None)`: erasure
+then empties `payer_id` in the rows whose id is one the payer's payments or subscriptions
+name (ids are compared as text). `authorized_payments` needs no entry: its handler leaves
+MercadoPago's `payer_id`, the charge's one personal datum, out of the stored copy.
 """
 
 from __future__ import annotations
