@@ -14,6 +14,7 @@ from webhooks_app.config import (
     parse_retry_delays,
     parse_status_tags,
     parse_tag_mode,
+    retired_settings_in_use,
 )
 
 
@@ -133,3 +134,16 @@ def test_tag_mode_and_custom_fields():
         parse_custom_fields("colour=contact.x")
     with pytest.raises(ConfigError, match="GHL_CUSTOM_FIELDS"):
         parse_custom_fields("status")
+
+
+def test_a_retired_setting_still_set_is_said_to_be_ignored(monkeypatch, caplog):
+    monkeypatch.setenv("RETENTION_BATCH_PAUSE", "0.1")
+    assert retired_settings_in_use() == [
+        "RETENTION_BATCH_PAUSE is set but no longer read; use RETENTION_DUTY "
+        "(a fraction of the purge's time; see README)"
+    ]
+    with caplog.at_level("WARNING"):
+        create_app("testing")
+    assert "RETENTION_BATCH_PAUSE is set but no longer read" in caplog.text
+    monkeypatch.delenv("RETENTION_BATCH_PAUSE")
+    assert retired_settings_in_use() == []

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from . import ingest, login_throttle, queueing, security, tracing
-from .config import PROJECT_ROOT, Config, ConfigError, config_class
+from .config import PROJECT_ROOT, Config, ConfigError, config_class, retired_settings_in_use
 from .extensions import db, migrate
 from .logging_setup import configure_logging
 
@@ -47,6 +47,8 @@ def create_app(
     login_throttle.init_app(app)
     ingest.init_app(app)
     configure_logging(app)
+    for warning in retired_settings_in_use():
+        app.logger.warning(warning)
     tracing.init_app(app)
     security.init_app(app)
 

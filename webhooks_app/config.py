@@ -51,6 +51,21 @@ class ConfigError(RuntimeError):
     """The configuration cannot run the service; the message says what to set."""
 
 
+# Variables an earlier version read, and what replaced them: set, they are said to be ignored.
+RETIRED_SETTINGS = {
+    "RETENTION_BATCH_PAUSE": "RETENTION_DUTY (a fraction of the purge's time; see README)",
+}
+
+
+def retired_settings_in_use() -> list[str]:
+    """A warning for each retired variable still set in the environment."""
+    return [
+        f"{name} is set but no longer read; use {successor}"
+        for name, successor in RETIRED_SETTINGS.items()
+        if _env(name) is not None
+    ]
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
