@@ -16,15 +16,11 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from redis import RedisError
-from sqlalchemy import select
 
 from . import queueing
 from .clients import mercadopago_client
-from .extensions import db
+from .handlers.follow_up import payment_is_current, queue_event
 from .holds import catch_up_held
-from .ingest import store_event
-from .models import EventStatus, Payment, WebhookEvent
-from .notifications import Notification
 from .timeutil import isoformat, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -73,36 +69,18 @@ def catch_up(since: datetime | None = None, now: datetime | None = None) -> Catc
 
 
 def _create_event_if_behind(payment: dict, updated: datetime | None) -> int | None:
+    """An event for the payment unless our copy is as new, or an event about it waits."""
     payment_id = str(payment["id"])
-    local = db.session.scalars(select(Payment).where(Payment.mp_payment_id == payment_id)).first()
-    if local and local.mp_date_last_updated and updated and local.mp_date_last_updated >= updated:
+    if payment_is_current(payment_id, modified=updated):
         return None
-    waiting = db.session.scalar(
-        select(WebhookEvent.id).where(
-            WebhookEvent.type == "payment",
-            WebhookEvent.resource_id == payment_id,
-            WebhookEvent.status.in_([EventStatus.PENDING, EventStatus.PROCESSING]),
-        )
-    )
-    if waiting is not None:  # that event reads the latest state from the API anyway
-        return None
-    summary = {k: payment.get(k) for k in ("id", "status", "date_last_updated")}
-    notification = Notification(
-        source="catch_up",
-        webhook_id=f"catchup:{payment_id}:{payment.get('date_last_updated') or 'unknown'}",
-        type="payment",
-        action="catch_up",
+    return queue_event(
+        event_type="payment",
         resource_id=payment_id,
-        payload=summary,
-        raw_body="",
-        headers={},
-        query={},
+        webhook_id=f"catchup:{payment_id}:{payment.get('date_last_updated') or 'unknown'}",
+        source="catch_up",
+        action="catch_up",
+        payload={k: payment.get(k) for k in ("id", "status", "date_last_updated")},
     )
-    stored = store_event(notification)
-    if not stored.created:
-        return None
-    logger.info("event %s created by catch-up for payment %s", stored.id, payment_id)
-    return stored.id
 
 
 def _cursor() -> datetime | None:

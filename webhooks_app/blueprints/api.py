@@ -159,28 +159,28 @@ def retry_events() -> ResponseReturnValue:
     return jsonify(report.to_dict())
 
 
-@bp.get("/payments")
-def list_payments() -> ResponseReturnValue:
-    """Payments, most recently updated first; filters `status`, `q`; a cursor to the next page."""
+def updated_first_page(name: str, query: Any, model: Any) -> ResponseReturnValue:
+    """`{name: [...], "next_cursor": C}`: one page of `query`'s rows, most recently updated
+    first (keyset on `updated_at`, `id`), of the request's `limit` from its `cursor`."""
     args = request.args
-    payment_filter = parse_payment_filter(args)
     limit = parse_int(
         "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
     )
     page = keyset_page(
-        payment_filter.query(),
-        Payment.updated_at,
-        Payment.id,
+        query,
+        model.updated_at,
+        model.id,
         limit=limit,
         after=args.get("cursor") or None,
         after_param="cursor",
     )
-    return jsonify(
-        {
-            "payments": [payment.to_dict() for payment in page.items],
-            "next_cursor": page.next_cursor,
-        }
-    )
+    return jsonify({name: [row.to_dict() for row in page.items], "next_cursor": page.next_cursor})
+
+
+@bp.get("/payments")
+def list_payments() -> ResponseReturnValue:
+    """Payments, most recently updated first; filters `status`, `q`; a cursor to the next page."""
+    return updated_first_page("payments", parse_payment_filter(request.args).query(), Payment)
 
 
 @bp.get("/payments/<mp_id>")

@@ -8,7 +8,6 @@ from flask.typing import ResponseReturnValue
 
 from ..filters import parse_int
 from ..models import Subscription
-from ..pagination import keyset_page
 from ..resource_lookups import (
     find_alerts,
     find_chargebacks,
@@ -18,7 +17,7 @@ from ..resource_lookups import (
     subscription_charges,
     subscriptions_query,
 )
-from .api import DEFAULT_LIMIT, MAX_LIMIT, bp
+from .api import DEFAULT_LIMIT, MAX_LIMIT, bp, updated_first_page
 
 
 @bp.get("/merchant-orders/<mp_id>")
@@ -50,24 +49,8 @@ def list_chargebacks() -> ResponseReturnValue:
 @bp.get("/subscriptions")
 def list_subscriptions() -> ResponseReturnValue:
     """Subscriptions, most recently updated first; filter `status`; a cursor to the next page."""
-    args = request.args
-    limit = parse_int(
-        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
-    )
-    page = keyset_page(
-        subscriptions_query(args.get("status") or None),
-        Subscription.updated_at,
-        Subscription.id,
-        limit=limit,
-        after=args.get("cursor") or None,
-        after_param="cursor",
-    )
-    return jsonify(
-        {
-            "subscriptions": [row.to_dict() for row in page.items],
-            "next_cursor": page.next_cursor,
-        }
-    )
+    query = subscriptions_query(request.args.get("status") or None)
+    return updated_first_page("subscriptions", query, Subscription)
 
 
 @bp.get("/subscriptions/<mp_id>")
