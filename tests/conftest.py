@@ -215,6 +215,15 @@ def api_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_TOKEN}"}
 
 
+def events(event_type: str | None = None) -> list[WebhookEvent]:
+    """Every stored event (of one type, if given), oldest first, read afresh."""
+    db.session.expire_all()
+    query = db.session.query(WebhookEvent).order_by(WebhookEvent.id)
+    if event_type:
+        query = query.filter(WebhookEvent.type == event_type)
+    return list(query)
+
+
 def statuses() -> dict[int, str]:
     """Every stored event's status, by id, read afresh."""
     db.session.expire_all()

@@ -12,10 +12,10 @@ import requests
 from sqlalchemy import select
 
 from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, Payment, Subscription, WebhookEvent
+from webhooks_app.models import EventStatus, Payment, Subscription
 from webhooks_app.resources import AuthorizedPayment
 
-from conftest import drain, post_topic
+from conftest import drain, events, post_topic
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,14 +40,6 @@ def new_subscription(sandbox, **fields):
         auto_recurring={"transaction_amount": 99.5, "currency_id": "ARS"},
         **fields,
     )
-
-
-def events(event_type: str | None = None) -> list[WebhookEvent]:
-    db.session.expire_all()
-    query = select(WebhookEvent).order_by(WebhookEvent.id)
-    if event_type:
-        query = query.where(WebhookEvent.type == event_type)
-    return list(db.session.scalars(query))
 
 
 def charge_row(charge_id) -> AuthorizedPayment:

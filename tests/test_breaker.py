@@ -18,7 +18,7 @@ from webhooks_app.queueing import get_redis
 from webhooks_app.sandbox.outage import outages
 from webhooks_app.services.errors import TransientApiError
 
-from conftest import API_TOKEN, drain, make_app, post_webhook, run_worker
+from conftest import API_TOKEN, drain, events, make_app, post_webhook, run_worker
 from processes import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,11 +67,6 @@ def receive(client, sandbox, count: int) -> list[int]:
         post_webhook(client, sandbox.state.add_payment()["id"]).json["event_id"]
         for _ in range(count)
     ]
-
-
-def events() -> list[WebhookEvent]:
-    db.session.expire_all()
-    return list(db.session.query(WebhookEvent).order_by(WebhookEvent.id))
 
 
 def ghl_state() -> dict:

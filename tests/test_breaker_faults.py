@@ -12,11 +12,10 @@ from collections import Counter
 import pytest
 
 from webhooks_app import breaker
-from webhooks_app.extensions import db
-from webhooks_app.models import AttemptOutcome, EventStatus, WebhookEvent
+from webhooks_app.models import AttemptOutcome, EventStatus
 from webhooks_app.sandbox.outage import outages
 
-from conftest import post_webhook
+from conftest import events, post_webhook
 from processes import Processes, wait_until
 
 pytestmark = pytest.mark.faults
@@ -24,11 +23,6 @@ pytestmark = pytest.mark.faults
 EVENTS = 300
 RETRY_DELAYS = (1, 2, 3)  # the whole retry budget: 6 s
 OUTAGE = 20.0  # seconds: over three times the retry budget
-
-
-def events() -> list[WebhookEvent]:
-    db.session.expire_all()
-    return list(db.session.query(WebhookEvent).order_by(WebhookEvent.id))
 
 
 @pytest.mark.timeout(150)

@@ -17,15 +17,10 @@ from sqlalchemy import create_engine
 from webhooks_app.extensions import db
 from webhooks_app.models import AttemptOutcome, EventStatus, Payment, WebhookEvent
 
-from conftest import make_app, notification, post_webhook
+from conftest import events, make_app, notification, post_webhook
 from processes import PrivateRedis, Processes, wait_until
 
 pytestmark = pytest.mark.faults
-
-
-def events() -> list[WebhookEvent]:
-    db.session.expire_all()
-    return list(db.session.query(WebhookEvent).order_by(WebhookEvent.id))
 
 
 def event_status(event_id: int) -> str:

@@ -16,10 +16,10 @@ import pytest
 from test_alerts import receiver  # noqa: F401 - fixture
 
 from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, MpAlert, WebhookEvent
+from webhooks_app.models import EventStatus, MpAlert
 from webhooks_app.signatures import sign
 
-from conftest import WEBHOOK_SECRET, drain, make_app
+from conftest import WEBHOOK_SECRET, drain, events, make_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,11 +54,6 @@ def signed_without_id(request_id: str | None) -> dict[str, str]:
 
 def post(client, body: dict[str, Any], headers: dict[str, str], query: str = ""):
     return client.post(f"/webhooks/mp{query}", json=body, headers=headers)
-
-
-def events() -> list[WebhookEvent]:
-    db.session.expire_all()
-    return db.session.query(WebhookEvent).order_by(WebhookEvent.id).all()
 
 
 @pytest.mark.parametrize(

@@ -8,20 +8,12 @@ from test_alerts import Receiver
 
 from webhooks_app.extensions import db
 from webhooks_app.handlers import TEST_NOTIFICATION
-from webhooks_app.models import EventStatus, Payment, WebhookEvent
+from webhooks_app.models import EventStatus, Payment
 from webhooks_app.resources import Chargeback, MerchantOrder, MerchantOrderPayment
 
-from conftest import drain, make_app, post_topic
+from conftest import drain, events, make_app, post_topic
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def events(event_type: str | None = None) -> list[WebhookEvent]:
-    db.session.expire_all()
-    query = select(WebhookEvent).order_by(WebhookEvent.id)
-    if event_type:
-        query = query.where(WebhookEvent.type == event_type)
-    return list(db.session.scalars(query))
 
 
 @pytest.mark.parametrize("topic", ["topic_merchant_order_wh", "merchant_order"])

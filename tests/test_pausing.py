@@ -8,13 +8,13 @@ import pytest
 
 from webhooks_app.catchup import catch_up
 from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, ProcessingPause, WebhookAttempt, WebhookEvent
+from webhooks_app.models import EventStatus, ProcessingPause, WebhookAttempt
 from webhooks_app.pausing import pause, resume
 from webhooks_app.queueing import get_redis
 from webhooks_app.reconciler import reconcile
 from webhooks_app.timeutil import utcnow
 
-from conftest import api_headers, make_app, post_webhook, run_worker
+from conftest import api_headers, events, make_app, post_webhook, run_worker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,11 +27,6 @@ def receive(client, sandbox, count: int) -> list[int]:
         assert response.status_code == 200
         ids.append(response.json["event_id"])
     return ids
-
-
-def events() -> list[WebhookEvent]:
-    db.session.expire_all()
-    return list(db.session.query(WebhookEvent).order_by(WebhookEvent.id))
 
 
 def attempt_rows() -> int:

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from webhooks_app.extensions import db
-from webhooks_app.models import EventStatus, WebhookEvent
+from webhooks_app.models import EventStatus
 from webhooks_app.signatures import sign
 
-from conftest import WEBHOOK_SECRET, api_headers, make_app, run_worker
+from conftest import WEBHOOK_SECRET, api_headers, events, make_app, run_worker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,11 +59,6 @@ def post(client, body: dict[str, Any], *, signed: bool = True, request_id: str |
     if signed:
         headers["x-signature"] = sign(WEBHOOK_SECRET, None, request_id)
     return client.post("/webhooks/mp", json=body, headers=headers)
-
-
-def events() -> list[WebhookEvent]:
-    db.session.expire_all()
-    return db.session.query(WebhookEvent).order_by(WebhookEvent.id).all()
 
 
 @pytest.mark.parametrize(
