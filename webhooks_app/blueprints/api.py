@@ -96,9 +96,7 @@ def list_events() -> ResponseReturnValue:
     """Events, newest first (or `order=asc`); filters and a cursor to the next page."""
     args = request.args
     event_filter = parse_event_filter(args)
-    limit = parse_int(
-        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
-    )
+    limit = request_limit()
     descending = _order(args.get("order"))
     query = event_filter.query().options(selectinload(WebhookEvent.payment))
     total, exact = capped_count(query)
@@ -159,13 +157,18 @@ def retry_events() -> ResponseReturnValue:
     return jsonify(report.to_dict())
 
 
+def request_limit() -> int:
+    """The request's `limit` (rows per answer): DEFAULT_LIMIT, at most MAX_LIMIT; 400 if bad."""
+    return parse_int(
+        "limit", request.args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
+    )
+
+
 def updated_first_page(name: str, query: Any, model: Any) -> ResponseReturnValue:
     """`{name: [...], "next_cursor": C}`: one page of `query`'s rows, most recently updated
     first (keyset on `updated_at`, `id`), of the request's `limit` from its `cursor`."""
     args = request.args
-    limit = parse_int(
-        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
-    )
+    limit = request_limit()
     page = keyset_page(
         query,
         model.updated_at,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..filters import parse_int
 from ..models import Subscription
 from ..resource_lookups import (
     find_alerts,
@@ -17,7 +16,7 @@ from ..resource_lookups import (
     subscription_charges,
     subscriptions_query,
 )
-from .api import DEFAULT_LIMIT, MAX_LIMIT, bp, updated_first_page
+from .api import bp, request_limit, updated_first_page
 
 
 @bp.get("/merchant-orders/<mp_id>")
@@ -35,9 +34,7 @@ def get_merchant_order(mp_id: str) -> ResponseReturnValue:
 def list_chargebacks() -> ResponseReturnValue:
     """Chargebacks, newest first; filters `payment_id`, `documentation_status`."""
     args = request.args
-    limit = parse_int(
-        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
-    )
+    limit = request_limit()
     chargebacks = find_chargebacks(
         payment_id=args.get("payment_id") or None,
         documentation_status=args.get("documentation_status") or None,
@@ -68,9 +65,7 @@ def get_subscription(mp_id: str) -> ResponseReturnValue:
 def list_alerts() -> ResponseReturnValue:
     """Fraud alerts and claims, newest first; filters `kind`, `payment_id`."""
     args = request.args
-    limit = parse_int(
-        "limit", args.get("limit"), default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT
-    )
+    limit = request_limit()
     alerts = find_alerts(
         kind=args.get("kind") or None, payment_id=args.get("payment_id") or None, limit=limit
     )
