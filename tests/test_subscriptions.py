@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from webhooks_app.extensions import db
+from webhooks_app.handlers.subscription import store_subscription
 from webhooks_app.models import EventStatus, Subscription, WebhookEvent
 
 from conftest import drain, post_topic
@@ -146,3 +147,14 @@ def test_api_and_cli_show_subscriptions(app, client, sandbox, runner):
     result = runner.invoke(args=["webhooks", "subscriptions"])
     assert result.exit_code == 0 and preapproval["id"] in result.output
     assert "list@example.com" in result.output and "1 subscription(s)" in result.output
+
+
+def test_an_older_read_never_overwrites_a_newer_subscription(app):
+    """The upsert keeps the newer row whoever writes second; an equal or newer read wins."""
+    newer = {"id": "sub-1", "status": "paused", "last_modified": "2026-12-05T10:00:00.000Z"}
+    older = {"id": "sub-1", "status": "authorized", "last_modified": "2026-12-04T10:00:00.000Z"}
+    assert store_subscription(newer).status == "paused"
+    assert store_subscription(older).status == "paused"
+    later = {**newer, "status": "cancelled", "last_modified": "2026-12-06T10:00:00.000Z"}
+    assert store_subscription(later).status == "cancelled"
+    assert db.session.query(Subscription).count() == 1

@@ -36,7 +36,7 @@ from ..sql import dialect_insert, never_back_in_time
 from ..timeutil import isoformat, parse_iso, utcnow
 from .base import EventRef, HandlerContext, HandlerResult
 from .follow_up import payment_is_current, queue_event
-from .values import decimal_or_none
+from .values import decimal_or_none, int_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +100,6 @@ def _text(value: Any, length: int) -> str | None:
     return None if value is None else str(value)[:length]
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None or isinstance(value, bool) else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def authorized_payment_values(data: dict[str, Any]) -> dict[str, Any]:
     """The row's columns from MercadoPago's authorized payment (sdk-nodejs `InvoiceResponse`)."""
     payment = data.get("payment") if isinstance(data.get("payment"), dict) else {}
@@ -119,7 +112,7 @@ def authorized_payment_values(data: dict[str, Any]) -> dict[str, Any]:
         "amount": decimal_or_none(data.get("transaction_amount")),
         "currency": _text(data.get("currency_id"), 8),
         "debit_date": parse_iso(data.get("debit_date")),
-        "retry_attempt": _int(data.get("retry_attempt")),
+        "retry_attempt": int_or_none(data.get("retry_attempt")),
         "reason": _text(data.get("reason"), 255),
         "external_reference": _text(data.get("external_reference"), 255),
         "mp_last_modified": parse_iso(data.get("last_modified")),

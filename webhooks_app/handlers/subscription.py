@@ -12,16 +12,16 @@ import logging
 from typing import Any
 
 from sqlalchemy import Row, select
-from sqlalchemy.exc import IntegrityError
 
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
 from ..models import EventStatus, Subscription
-from ..timeutil import parse_iso
+from ..sql import dialect_insert, never_back_in_time
+from ..timeutil import parse_iso, utcnow
 from .authorized_payment import link_to_subscription
 from .base import EventRef, HandlerContext, HandlerResult
-from .values import decimal_or_none
+from .values import decimal_or_none, int_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,6 @@ class SubscriptionHandler:
         return HandlerResult(EventStatus.SUCCESS)
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def subscription_values(data: dict[str, Any]) -> dict[str, Any]:
     """The row's columns from MercadoPago's preapproval (`GET /preapproval/{id}`)."""
     recurring = data.get("auto_recurring") or {}
@@ -74,7 +67,7 @@ def subscription_values(data: dict[str, Any]) -> dict[str, Any]:
         "external_reference": data.get("external_reference"),
         "amount": decimal_or_none(recurring.get("transaction_amount")),
         "currency": recurring.get("currency_id"),
-        "frequency": _int(recurring.get("frequency")),
+        "frequency": int_or_none(recurring.get("frequency")),
         "frequency_type": recurring.get("frequency_type"),
         "next_payment_date": parse_iso(data.get("next_payment_date")),
         "mp_last_modified": parse_iso(data.get("last_modified")),
@@ -82,38 +75,36 @@ def subscription_values(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _find(mp_preapproval_id: str) -> Subscription | None:
-    return db.session.scalars(
-        select(Subscription).where(Subscription.mp_preapproval_id == mp_preapproval_id)
-    ).one_or_none()
+_subscriptions = Subscription.__table__
+# The columns an upsert writes (on insert also mp_preapproval_id and created_at).
+SUBSCRIPTION_FIELDS = (*subscription_values({}), "updated_at")
 
 
 def store_subscription(data: dict[str, Any]) -> Subscription:
-    """Insert or update the subscription; an older read never overwrites a newer one.
-
-    The unique `mp_preapproval_id` decides who creates the row when two workers race
-    (the loser reads the winner's row and updates it). Commits.
-    """
+    """Insert or update the subscription (`sql.never_back_in_time`: an older read never
+    overwrites a newer one; the unique `mp_preapproval_id` settles a race); return it as
+    stored. Commits."""
     mp_id = str(data["id"])
-    values = subscription_values(data)
-    subscription = _find(mp_id)
-    if subscription is None:
-        subscription = Subscription(mp_preapproval_id=mp_id, **values)
-        db.session.add(subscription)
-        try:
-            db.session.commit()
-            return subscription
-        except IntegrityError:
-            db.session.rollback()
-            subscription = _find(mp_id)
-            assert subscription is not None  # the row that won the race
-    stored, ours = subscription.mp_last_modified, values["mp_last_modified"]
-    if stored is None or ours is None or stored <= ours:
-        for name, value in values.items():
-            setattr(subscription, name, value)
-    else:
-        logger.info("subscription %s: stale read (%s < %s) not stored", mp_id, ours, stored)
+    now = utcnow()
+    values = {"mp_preapproval_id": mp_id, "created_at": now, "updated_at": now}
+    values.update(subscription_values(data))
+    db.session.execute(
+        never_back_in_time(
+            dialect_insert(_subscriptions, db.session).values(values),
+            key=_subscriptions.c.mp_preapproval_id,
+            stamp="mp_last_modified",
+            fields=SUBSCRIPTION_FIELDS,
+        )
+    )
     db.session.commit()
+    subscription = db.session.scalars(
+        select(Subscription)
+        .where(Subscription.mp_preapproval_id == mp_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    ours = values["mp_last_modified"]
+    if ours is not None and subscription.mp_last_modified not in (None, ours):
+        logger.info("subscription %s: stale read (%s) not stored", mp_id, ours)
     return subscription
 
 

@@ -16,6 +16,14 @@ def decimal_or_none(value: Any) -> Decimal | None:
         return None
 
 
+def int_or_none(value: Any) -> int | None:
+    """A JSON number (or numeric string) as an int; None for null, a boolean or anything else."""
+    try:
+        return None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def bool_or_none(value: Any) -> bool | None:
     """A JSON boolean; None for null or anything else."""
     return value if isinstance(value, bool) else None
