@@ -19,7 +19,8 @@ from werkzeug.utils import import_string
 
 from webhooks_app import create_app
 from webhooks_app.extensions import db
-from webhooks_app.queueing import get_queues, make_redis, queue_names
+from webhooks_app.fair_worker import make_worker
+from webhooks_app.queueing import make_redis
 
 logger = logging.getLogger("webhooks_app.worker")
 
@@ -39,14 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         connection = make_redis(app.config["REDIS_URL"], None)
         worker_class = import_string(app.config["RQ_WORKER_CLASS"])
         while True:
-            worker = worker_class(
-                get_queues(app, connection), connection=connection, name=args.name
-            )
+            # Every account's queue, served in turn, behind the priority queue (fair_worker).
+            worker = make_worker(app, worker_class, connection, name=args.name)
             logger.info(
                 "worker %s (%s) listening on %s",
                 worker.name,
                 worker_class.__name__,
-                ", ".join(queue_names(app)),  # the priority queue first
+                ", ".join(queue.name for queue in worker.queues),
             )
             try:
                 worker.work(burst=args.burst, logging_level=app.config["LOG_LEVEL"])

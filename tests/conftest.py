@@ -31,8 +31,9 @@ from sqlalchemy import text
 from webhooks_app import create_app
 from webhooks_app.config import TestingConfig
 from webhooks_app.extensions import db
+from webhooks_app.fair_worker import make_worker
 from webhooks_app.models import EventStatus, WebhookEvent
-from webhooks_app.queueing import get_queues, get_scheduler
+from webhooks_app.queueing import get_redis, get_scheduler
 from webhooks_app.sandbox import SandboxServer
 from webhooks_app.signatures import sign
 
@@ -185,9 +186,9 @@ def post_topic(
 
 
 def run_worker(app: Flask) -> None:
-    """Run every queued job in this process (RQ's SimpleWorker, burst mode)."""
-    queues = get_queues(app)  # the priority queue first, as worker.py
-    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
+    """Run every queued job in this process (RQ's SimpleWorker, burst mode), on every
+    account's queue behind the priority queue, as worker.py."""
+    make_worker(app, SimpleWorker, get_redis(app)).work(burst=True)
 
 
 def drain(app: Flask, timeout: float = 30.0, until: Callable[[], bool] | None = None) -> None:

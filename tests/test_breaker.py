@@ -121,12 +121,13 @@ def test_a_failed_probe_reopens_with_a_doubled_cooldown(small, sandbox):
     time.sleep(first.open_until - time.time() + 0.05)  # half-open now
     assert ghl_state()["state"] == "half_open"
     held = events()[3]
-    assert processing_gate(SimpleNamespace(id=held.id, type="payment")) is None  # the probe
+    probe = SimpleNamespace(id=held.id, account_id=1, type="payment")
+    assert processing_gate(probe) is None  # the probe
     other = events()[0].id
 
     def another_worker() -> str | None:
         with small.app_context():
-            return processing_gate(SimpleNamespace(id=other, type="payment"))
+            return processing_gate(SimpleNamespace(id=other, account_id=1, type="payment"))
 
     with ThreadPoolExecutor(1) as pool:  # the probe is per thread: one attempt holds it
         assert pool.submit(another_worker).result() == "pending"  # it waits
@@ -193,7 +194,7 @@ def test_redis_down_fails_closed(sandbox, app):
     down = make_app(sandbox, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     with down.app_context():
         breaker.record_call(GHL, TransientApiError("503", service=GHL, status_code=503))
-        event = SimpleNamespace(id=1, type="payment")
+        event = SimpleNamespace(id=1, account_id=1, type="payment")
         assert processing_gate(event) is None  # attempts run as if there were no breaker
         assert breaker.states_for_display()[GHL]["state"] == "unknown"
 

@@ -169,7 +169,7 @@ def test_a_contact_busy_for_longer_than_the_retry_budget_never_dead_letters(
     monkeypatch.setattr(gohighlevel, "CONTACT_LOCK_WAIT", 0.1)
     payment = new_payment(sandbox)
     email = payment["payer"]["email"]
-    held = get_redis(app).lock(f"lock:contact:{email}", timeout=60)
+    held = get_redis(app).lock(f"lock:contact:test-location:{email}", timeout=60)
     assert held.acquire(blocking=False)
     event_id = post_webhook(client, payment["id"]).json["event_id"]
     budget = len(app.config["RETRY_DELAYS"]) + 1

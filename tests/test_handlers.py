@@ -12,7 +12,7 @@ from webhooks_app.metrics import type_label
 
 
 def event(event_type: str, resource_id: str = "123") -> SimpleNamespace:
-    return SimpleNamespace(id=1, type=event_type, resource_id=resource_id)
+    return SimpleNamespace(id=1, account_id=1, type=event_type, resource_id=resource_id)
 
 
 def test_payment_events_have_a_handler_other_types_none() -> None:

@@ -8,10 +8,11 @@ from test_alerts import mailbox, receiver  # noqa: F401 - fixtures
 from test_subscriptions import post_subscription
 
 from webhooks_app.extensions import db
+from webhooks_app.fair_worker import make_worker
 from webhooks_app.ingest import store_event
 from webhooks_app.models import EventStatus, MpAlert, WebhookAttempt, WebhookEvent
 from webhooks_app.notifications import Notification
-from webhooks_app.queueing import get_queue, get_queues, queue_names
+from webhooks_app.queueing import get_queue, get_redis, queue_names
 
 from conftest import make_app, post_webhook
 
@@ -41,9 +42,8 @@ def test_a_fraud_alert_overtakes_a_backlog_of_500_payments(app, sandbox):
     assert get_queue(app, name=bulk).count == 500
     assert get_queue(app, name=priority).job_ids == [f"event-{alert}-attempt-1"]
 
-    queues = get_queues(app)
     # One burst on both queues, priority first (as worker.py); stopped after 20 jobs.
-    SimpleWorker(queues, connection=queues[0].connection).work(burst=True, max_jobs=20)
+    make_worker(app, SimpleWorker, get_redis(app)).work(burst=True, max_jobs=20)
     db.session.expire_all()
     first = db.session.query(WebhookAttempt).order_by(WebhookAttempt.id).first()
     assert first.event_id == alert

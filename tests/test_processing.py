@@ -11,6 +11,7 @@ import pytest
 from rq.job import Job
 from sqlalchemy import event as sa_event
 
+from webhooks_app import accounts
 from webhooks_app.claims import Claim, claim_event
 from webhooks_app.extensions import db
 from webhooks_app.handlers.payment import upsert_payment
@@ -81,6 +82,9 @@ def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
     # Workers read the paused stages once per PAUSE_CACHE_SECONDS, not per attempt.
     app.config["PAUSE_CACHE_SECONDS"] = 60
     paused_stages()
+    # And their accounts' settings once per ACCOUNT_CACHE_SECONDS.
+    app.config["ACCOUNT_CACHE_SECONDS"] = 60
+    accounts.by_id(accounts.DEFAULT_ACCOUNT_ID)
     db.session.remove()
     checkouts, statements, commits = [], [], []
     postgresql = db.engine.dialect.name == "postgresql"
@@ -439,7 +443,7 @@ def test_replay_gives_a_dead_letter_a_fresh_budget(app, client, sandbox):
 def test_events_about_one_payment_never_run_together(app, client, sandbox):
     payment = sandbox.state.add_payment()
     event_id = post_webhook(client, payment["id"]).json["event_id"]
-    lock = get_redis(app).lock(f"lock:payment:{payment['id']}", timeout=30)
+    lock = get_redis(app).lock(f"lock:1:payment:{payment['id']}", timeout=30)
     assert lock.acquire()  # another worker is processing this payment
     run_worker(app)
     stored = event(event_id)

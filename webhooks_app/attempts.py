@@ -27,7 +27,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Row
 
-from . import tracing
+from . import accounts, tracing
 from .busy import ResourceBusy
 from .claims import EARLY_ARRIVAL_GRACE, Claim, claim_event, claim_lost, renew_lease
 from .crm import SET_CONTACT
@@ -81,15 +81,26 @@ def job_session() -> Iterator[None]:
 
 
 def run_attempt(event_id: int) -> str:
-    """Claim the event, run its handler once and record the result."""
+    """Claim the event, run its handler once and record the result, with its account's
+    settings and clients (`accounts.using_account`)."""
     event = execute_alone(db.session, LOAD_EVENT, {"event_id": event_id})
     if event is None:
         logger.warning("event %s does not exist; job dropped", event_id)
         return "missing"
+    account = accounts.by_id(event.account_id)
+    if account is None:  # deleted with its events meanwhile
+        logger.warning("event %s: account %s is gone; job dropped", event_id, event.account_id)
+        return "missing"
+    with accounts.using_account(account):
+        return _run_for_account(event)
+
+
+def _run_for_account(event: Row[Any]) -> str:
+    event_id = event.id
     if event.status != EventStatus.PENDING:
         logger.info("event %s is %s; nothing to do", event_id, event.status)
         return event.status
-    bind_event_fields(webhook_id=event.webhook_id, **log_fields(event))
+    bind_event_fields(webhook_id=event.webhook_id, account=event.account_id, **log_fields(event))
     now = utcnow()
     if event.next_retry_at is not None and event.next_retry_at > now:
         early = event.next_retry_at - now

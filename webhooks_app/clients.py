@@ -1,4 +1,5 @@
-"""The app's API clients: one per app and process, built from the configuration."""
+"""The API clients of the current account (accounts.py): one per account, app and process,
+built from the account's settings over the app's configuration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TypeVar
 
 from flask import current_app
 
+from .accounts import AccountSettings, current_account
 from .config import parse_rate_limit
 from .queueing import get_redis
 from .ratelimit import SharedRateLimiter
@@ -15,29 +17,42 @@ from .services import GoHighLevelClient, MercadoPagoClient
 T = TypeVar("T")
 
 
-def _per_app(name: str, build: Callable[[], T]) -> T:
-    """One `build()` per app and process, kept in `app.extensions` (clients keep connections)."""
-    extensions = current_app.extensions
-    if name not in extensions:
-        extensions[name] = build()
-    return extensions[name]
+def _per_account(name: str, build: Callable[[AccountSettings], T]) -> T:
+    """One `build(account)` per account (and version of its settings), app and process, kept
+    in `app.extensions` (clients keep connections); an account's edit builds a new one."""
+    account = current_account()
+    built: dict[tuple[int, str], T] = current_app.extensions.setdefault(name, {})
+    key = (account.id, account.version)
+    if key not in built:
+        for stale in [k for k in built if k[0] == account.id]:
+            del built[stale]
+        built[key] = build(account)
+    return built[key]
 
 
 def mercadopago_client() -> MercadoPagoClient:
-    """The app's MercadoPago client."""
-    return _per_app("mercadopago_client", lambda: MercadoPagoClient.from_config(current_app.config))
+    """The current account's MercadoPago client."""
+    return _per_account(
+        "mercadopago_clients", lambda account: MercadoPagoClient.from_config(account.config)
+    )
 
 
 def gohighlevel_client() -> GoHighLevelClient:
-    """The app's GoHighLevel client."""
-    return _per_app("gohighlevel_client", lambda: GoHighLevelClient.from_config(current_app.config))
+    """The current account's GoHighLevel client."""
+    return _per_account(
+        "gohighlevel_clients", lambda account: GoHighLevelClient.from_config(account.config)
+    )
 
 
 def ghl_rate_limiter() -> SharedRateLimiter | None:
-    """The shared GoHighLevel limiter (None when GHL_RATE_LIMIT is off)."""
+    """The shared GoHighLevel limiter (None when GHL_RATE_LIMIT is off); it counts each
+    location's calls apart (GoHighLevel's limit is per location)."""
 
     def build() -> SharedRateLimiter | None:
         limit = parse_rate_limit(current_app.config["GHL_RATE_LIMIT"])
         return SharedRateLimiter(get_redis(), "gohighlevel", *limit) if limit else None
 
-    return _per_app("ghl_rate_limiter", build)
+    extensions = current_app.extensions
+    if "ghl_rate_limiter" not in extensions:
+        extensions["ghl_rate_limiter"] = build()
+    return extensions["ghl_rate_limiter"]

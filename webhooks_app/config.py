@@ -269,6 +269,16 @@ class Config:
 
     API_TOKEN = _env("API_TOKEN")
 
+    # Accounts (accounts.py): Fernet keys, comma-separated and the newest first, that encrypt
+    # the accounts' secrets at rest (secret_box.py). Development and tests derive one from
+    # SECRET_KEY when it is unset; production needs it as soon as an account has a secret.
+    ACCOUNT_SECRET_KEYS = _env("ACCOUNT_SECRET_KEYS")
+    ACCOUNT_KEYS_FROM_SECRET_KEY = True
+    # How long a process trusts its copy of an account's settings (0: read every time).
+    ACCOUNT_CACHE_SECONDS = _env_float("ACCOUNT_CACHE_SECONDS", 5.0)
+    # How often a worker looks for accounts created since it started (their queues).
+    ACCOUNT_QUEUE_REFRESH = _env_float("ACCOUNT_QUEUE_REFRESH", 5.0)
+
     # OpenTelemetry traces, off unless a collector is set (OTLP over HTTP: <endpoint>/v1/traces).
     OTEL_EXPORTER_OTLP_ENDPOINT = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
     OTEL_SERVICE_NAME = _env("OTEL_SERVICE_NAME", "mp-webhooks")
@@ -368,6 +378,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     REQUIRED_SETTINGS = ("MP_ACCESS_TOKEN", "GHL_API_TOKEN", "GHL_LOCATION_ID")
     REQUIRE_SIGNATURES = True
+    ACCOUNT_KEYS_FROM_SECRET_KEY = False
     # MercadoPago is discontinuing IPN, and cannot sign it (README, "Signatures").
     MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", False)
     # Five minutes, as MercadoPago's SDKs suggest (ts in seconds or milliseconds).
@@ -398,6 +409,8 @@ class TestingConfig(Config):
     LOG_FILE = None
     # Workers see a pause at once; breakers cool down in seconds (processes set their own).
     PAUSE_CACHE_SECONDS = _env_float("PAUSE_CACHE_SECONDS", 0.0)
+    ACCOUNT_CACHE_SECONDS = _env_float("ACCOUNT_CACHE_SECONDS", 0.0)
+    ACCOUNT_QUEUE_REFRESH = _env_float("ACCOUNT_QUEUE_REFRESH", 0.5)
     BREAKER_COOLDOWN = _env_float("BREAKER_COOLDOWN", 1.0)
     BREAKER_MAX_COOLDOWN = _env_float("BREAKER_MAX_COOLDOWN", 4.0)
 

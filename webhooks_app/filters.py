@@ -20,8 +20,8 @@ from .extensions import db
 from .models import EventStatus, Payment, WebhookEvent
 from .timeutil import to_naive_utc, utcnow
 
-EVENT_FILTER_PARAMS = ("status", "type", "since", "until", "q")
-PAYMENT_FILTER_PARAMS = ("status", "q")
+EVENT_FILTER_PARAMS = ("account", "status", "type", "since", "until", "q")
+PAYMENT_FILTER_PARAMS = ("account", "status", "q")
 
 # fullmatch everywhere: `$` would also accept a trailing "\n".
 RELATIVE_TIME = re.compile(r"(\d{1,6})\s*([smhdw])")
@@ -54,11 +54,15 @@ class EventFilter:
     since: datetime | None = None  # received_at >= since
     until: datetime | None = None  # received_at < until
     q: str | None = None
+    # One account's events (accounts.py); None: every account's.
+    account_id: int | None = None
     # The cleaned strings it was parsed from, to put back into links and forms.
     args: dict[str, str] = field(default_factory=dict, compare=False)
 
     def apply(self, query: Select) -> Select:
         """Add this filter's conditions to a query over WebhookEvent."""
+        if self.account_id is not None:
+            query = query.where(WebhookEvent.account_id == self.account_id)
         if self.statuses:
             query = query.where(WebhookEvent.status.in_(self.statuses))
         if self.type:
@@ -92,9 +96,12 @@ class PaymentFilter:
 
     status: str | None = None
     q: str | None = None
+    account_id: int | None = None
     args: dict[str, str] = field(default_factory=dict, compare=False)
 
     def apply(self, query: Select) -> Select:
+        if self.account_id is not None:
+            query = query.where(Payment.account_id == self.account_id)
         if self.status:
             query = query.where(Payment.status == self.status)
         if self.q:
@@ -126,7 +133,15 @@ def parse_event_filter(args: Mapping[str, Any], *, now: datetime | None = None) 
     q = raw.get("q")
     if q is not None:
         _check_text("q", q, MAX_TEXT_LENGTH)
-    return EventFilter(statuses=statuses, type=event_type, since=since, until=until, q=q, args=raw)
+    return EventFilter(
+        statuses=statuses,
+        type=event_type,
+        since=since,
+        until=until,
+        q=q,
+        account_id=parse_account(raw.get("account")),
+        args=raw,
+    )
 
 
 def parse_payment_filter(args: Mapping[str, Any]) -> PaymentFilter:
@@ -138,7 +153,21 @@ def parse_payment_filter(args: Mapping[str, Any]) -> PaymentFilter:
     q = raw.get("q")
     if q is not None:
         _check_text("q", q, MAX_TEXT_LENGTH)
-    return PaymentFilter(status=status, q=q, args=raw)
+    return PaymentFilter(
+        status=status, q=q, account_id=parse_account(raw.get("account")), args=raw
+    )
+
+
+def parse_account(value: str | None) -> int | None:
+    """An `account` filter (its slug) as the account's id; None: every account."""
+    if value is None:
+        return None
+    from .accounts import SLUG_PATTERN, by_slug  # accounts imports the models this imports
+
+    account = by_slug(value) if SLUG_PATTERN.fullmatch(value) else None
+    if account is None:
+        raise FilterError("account", f"no account has the slug {value!r}")
+    return account.id
 
 
 def parse_statuses(value: str | None) -> tuple[str, ...]:

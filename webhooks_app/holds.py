@@ -120,7 +120,14 @@ def _wait(event: Row[Any], until: float, why: str) -> str:
         return db.session.get(WebhookEvent, event.id, populate_existing=True).status
     logger.info("event %s waits %.1fs: %s", event.id, until - time.time(), why)
     try:
-        queueing.schedule_event(event.id, held.attempts + 1, due, f"-held-{int(until * 1000)}")
+        queueing.schedule_event(
+            event.id,
+            held.attempts + 1,
+            due,
+            f"-held-{int(until * 1000)}",
+            event.type,
+            event.account_id,
+        )
     except RedisError as exc:  # due in the database: the reconciler enqueues it
         logger.warning("event %s: Redis unavailable, wait not scheduled: %s", event.id, exc)
     return EventStatus.PENDING

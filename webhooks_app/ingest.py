@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from redis import RedisError
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -185,9 +185,11 @@ class EventWriter:
 def _insert(connection: Connection, batch: list[_Request]) -> list[_Request]:
     """Insert the batch with one statement, then look up the ids of the redeliveries."""
     STORE_BATCH_SIZE.observe(len(batch))
-    first: dict[str, _Request] = {}  # a notification delivered twice in one batch
+    # A notification's key is its account's and its own id; delivered twice in one batch,
+    # the first copy is stored.
+    first: dict[tuple[int, str], _Request] = {}
     for request in batch:
-        first.setdefault(request.notification.webhook_id, request)
+        first.setdefault(_key(request.notification), request)
     now = utcnow()
     rows = [_row(request.notification, now) for request in first.values()]
     # Autocommit: the INSERT is atomic and durable on its own; the SELECT reads committed rows.
@@ -195,45 +197,53 @@ def _insert(connection: Connection, batch: list[_Request]) -> list[_Request]:
         # The unique constraint decides between concurrent copies, also across processes.
         # executemany: SQLAlchemy sends one multi-row INSERT ("insertmanyvalues") from a
         # statement compiled once and cached, unlike `.values(rows)`.
-        inserted = dict(
-            connection.execute(
+        inserted = {
+            (account_id, webhook_id): event_id
+            for account_id, webhook_id, event_id in connection.execute(
                 dialect_insert(EVENTS, connection)
-                .on_conflict_do_nothing(index_elements=["webhook_id"])
-                .returning(EVENTS.c.webhook_id, EVENTS.c.id),
+                .on_conflict_do_nothing(index_elements=["account_id", "webhook_id"])
+                .returning(EVENTS.c.account_id, EVENTS.c.webhook_id, EVENTS.c.id),
                 rows,
             ).all()
-        )
+        }
         existing = set(first) - set(inserted)
         found = (
-            dict(
-                connection.execute(
-                    select(EVENTS.c.webhook_id, EVENTS.c.id).where(
-                        EVENTS.c.webhook_id.in_(existing)
+            {
+                (account_id, webhook_id): event_id
+                for account_id, webhook_id, event_id in connection.execute(
+                    select(EVENTS.c.account_id, EVENTS.c.webhook_id, EVENTS.c.id).where(
+                        tuple_(EVENTS.c.account_id, EVENTS.c.webhook_id).in_(existing)
                     )
                 ).all()
-            )
+            }
             if existing
             else {}
         )
     created = []
     for request in batch:
-        webhook_id = request.notification.webhook_id
-        if first[webhook_id] is request and webhook_id in inserted:
-            request.result = StoredEvent(inserted[webhook_id], created=True, queued=False)
+        key = _key(request.notification)
+        if first[key] is request and key in inserted:
+            request.result = StoredEvent(inserted[key], created=True, queued=False)
             created.append(request)
-        elif webhook_id in inserted or webhook_id in found:
-            event_id = inserted.get(webhook_id) or found[webhook_id]
+        elif key in inserted or key in found:
+            event_id = inserted.get(key) or found[key]
             request.result = StoredEvent(event_id, created=False, queued=False)
         else:
             request.error = NotStoredError(
-                f"notification {webhook_id} was neither stored nor found after the commit"
+                f"notification {key[1]} was neither stored nor found after the commit "
+                f"(account {key[0]})"
             )
     return created
+
+
+def _key(notification: Notification) -> tuple[int, str]:
+    return notification.account_id, notification.webhook_id
 
 
 def _row(notification: Notification, now: Any) -> dict[str, Any]:
     # Due at once: if it never reaches a queue it stays `pending` with this due time.
     return {
+        "account_id": notification.account_id,
         "webhook_id": notification.webhook_id,
         "source": notification.source,
         "type": notification.type,
@@ -260,7 +270,10 @@ def _enqueue(created: list[_Request]) -> None:
     traces = {request.result.id: request.trace for request in created if request.result}
     try:
         types = {r.result.id: r.notification.type for r in created if r.result}
-        queueing.enqueue_events([(event_id, 1) for event_id in ids], traces=traces, types=types)
+        accounts = {r.result.id: r.notification.account_id for r in created if r.result}
+        queueing.enqueue_events(
+            [(event_id, 1) for event_id in ids], traces=traces, types=types, accounts=accounts
+        )
     except RedisError as exc:
         logger.warning("Redis unavailable, events %s not queued (stay pending): %s", ids, exc)
         return

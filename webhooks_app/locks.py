@@ -56,7 +56,10 @@ def resource_lock(event: Row[Any]) -> Iterator[ResourceLock | None]:
     if key is None:
         yield ResourceLock(None, seconds)
         return
-    lock = queueing.get_redis().lock(f"lock:{key}", timeout=seconds, blocking_timeout=LOCK_WAIT)
+    # Two accounts may name a resource alike: the account is part of the lock's name.
+    lock = queueing.get_redis().lock(
+        f"lock:{event.account_id}:{key}", timeout=seconds, blocking_timeout=LOCK_WAIT
+    )
     try:
         acquired = lock.acquire()
     except RedisError as exc:

@@ -33,7 +33,7 @@ from .tracing import set_event_attributes
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d]%(event_tag)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
-EVENT_FIELDS = ("event_id", "webhook_id", "payment_id", "attempt")
+EVENT_FIELDS = ("account", "event_id", "webhook_id", "payment_id", "attempt")
 LOGGERS = ("webhooks_app", "rq_scheduler")
 
 # Never mutated in place (always replaced), so a shared empty default is safe.

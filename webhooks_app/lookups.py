@@ -16,18 +16,26 @@ from .pagination import MAX_ID
 PAYMENT_EVENTS_SHOWN = 100
 
 
-def find_event(event_id: int) -> WebhookEvent | None:
-    """The event with this id; None also for ids no row can have (the database would refuse)."""
+def find_event(event_id: int, account_id: int | None = None) -> WebhookEvent | None:
+    """The event with this id, if it is `account_id`'s (None: any account's); None also for
+    ids no row can have (the database would refuse)."""
     if not 0 < event_id <= MAX_ID:
         return None
-    return db.session.get(WebhookEvent, event_id)
+    event = db.session.get(WebhookEvent, event_id)
+    if event is None or account_id not in (None, event.account_id):
+        return None  # another account's event is not there for this caller
+    return event
 
 
-def find_payment(mp_id: str) -> Payment | None:
-    """The payment with this MercadoPago id; None also for ids no payment can have."""
+def find_payment(mp_id: str, account_id: int | None = None) -> Payment | None:
+    """The payment with this MercadoPago id, of `account_id` (None: of any account, the
+    oldest stored first); None also for ids no payment can have."""
     if not mp_id or len(mp_id) > 64 or CONTROL_CHARS.search(mp_id):
         return None
-    return db.session.scalars(select(Payment).where(Payment.mp_payment_id == mp_id)).first()
+    query = select(Payment).where(Payment.mp_payment_id == mp_id).order_by(Payment.id)
+    if account_id is not None:
+        query = query.where(Payment.account_id == account_id)
+    return db.session.scalars(query).first()
 
 
 def payment_events(payment: Payment, limit: int = PAYMENT_EVENTS_SHOWN) -> list[WebhookEvent]:

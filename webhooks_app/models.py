@@ -34,6 +34,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 PURGE_DUE = "purged_at IS NULL AND status IN ('success', 'ignored')"
 
 
+def account_column() -> Any:
+    """The `account_id` of a row that belongs to one account (the default one: 1)."""
+    return mapped_column(ForeignKey("accounts.id"), default=1, server_default="1")
+
+
 class EventStatus:
     """The life of a webhook event: pending -> processing -> success | failed, or ignored."""
 
@@ -67,10 +72,16 @@ class Payment(db.Model):
 
     __tablename__ = "payments"
     # Payments listed most recently updated first (migration d3a468b82244).
-    __table_args__ = (Index("ix_payments_updated_at", "updated_at"),)
+    __table_args__ = (
+        Index("ix_payments_updated_at", "updated_at"),
+        # A payment id is unique within its account (migration d1a7c3e9f5b2).
+        db.UniqueConstraint("account_id", "mp_payment_id", name="uq_payments_account_payment"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    mp_payment_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The account it belongs to (accounts.py; migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
+    mp_payment_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str | None] = mapped_column(String(32))
     status_detail: Mapped[str | None] = mapped_column(String(128))
     amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
@@ -94,6 +105,7 @@ class Payment(db.Model):
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "account_id": self.account_id,
             "mp_payment_id": self.mp_payment_id,
             "status": self.status,
             "status_detail": self.status_detail,
@@ -129,11 +141,19 @@ class WebhookEvent(db.Model):
             sqlite_where=text(PURGE_DUE),
             postgresql_where=text(PURGE_DUE),
         ),
+        # The notification's id is unique within its account: what makes redeliveries
+        # harmless (migration d1a7c3e9f5b2).
+        db.UniqueConstraint("account_id", "webhook_id", name="uq_webhook_events_account_webhook"),
+        # One account's listings, by status, newest first.
+        Index(
+            "ix_webhook_events_account_status_received_at", "account_id", "status", "received_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # The notification's own id; the unique constraint is what makes redeliveries harmless.
-    webhook_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # The account it belongs to (accounts.py; migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
+    webhook_id: Mapped[str] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(16))  # "webhook" or "ipn"
     type: Mapped[str] = mapped_column(String(64))
     action: Mapped[str | None] = mapped_column(String(64))
@@ -171,6 +191,7 @@ class WebhookEvent(db.Model):
     def to_dict(self, *, with_attempts: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": self.id,
+            "account_id": self.account_id,
             "webhook_id": self.webhook_id,
             "source": self.source,
             "type": self.type,
@@ -196,12 +217,16 @@ class Subscription(db.Model):
 
     __tablename__ = "subscriptions"
     __table_args__ = (
-        db.UniqueConstraint("mp_preapproval_id", name="uq_subscriptions_mp_preapproval_id"),
+        db.UniqueConstraint(
+            "account_id", "mp_preapproval_id", name="uq_subscriptions_account_preapproval"
+        ),
         Index("ix_subscriptions_payer_email", "payer_email"),
         Index("ix_subscriptions_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The account it belongs to (accounts.py; migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
     mp_preapproval_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str | None] = mapped_column(String(32))
     payer_email: Mapped[str | None] = mapped_column(String(320))
@@ -225,6 +250,7 @@ class Subscription(db.Model):
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "account_id": self.account_id,
             "mp_preapproval_id": self.mp_preapproval_id,
             "status": self.status,
             "payer_email": self.payer_email,
@@ -248,13 +274,17 @@ class MpAlert(db.Model):
 
     __tablename__ = "mp_alerts"
     __table_args__ = (
-        db.UniqueConstraint("kind", "mp_resource_id", name="uq_mp_alerts_kind_resource"),
+        db.UniqueConstraint(
+            "account_id", "kind", "mp_resource_id", name="uq_mp_alerts_account_kind_resource"
+        ),
     )
 
     FRAUD_ALERT = "fraud_alert"
     CLAIM = "claim"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The account it belongs to (accounts.py; migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
     kind: Mapped[str] = mapped_column(String(16))
     # The fraud alert's payment id; the claim's id.
     mp_resource_id: Mapped[str] = mapped_column(String(64))
@@ -282,6 +312,7 @@ class MpAlert(db.Model):
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "account_id": self.account_id,
             "kind": self.kind,
             "mp_resource_id": self.mp_resource_id,
             "mp_payment_id": self.mp_payment_id,
@@ -343,6 +374,8 @@ class Erasure(db.Model):
     surface: Mapped[str] = mapped_column(String(16))  # "cli" or "admin"
     requested_by: Mapped[str | None] = mapped_column(String(255))
     subject_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The account the erasure covered; None: every account.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     payments: Mapped[int] = mapped_column(Integer, default=0)
     events: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -397,4 +430,4 @@ class ProcessingPauseLog(db.Model):
 
 
 # The other resources' models, registered with the same metadata (drop_all, the admin).
-from . import resources  # noqa: E402,F401
+from . import accounts, resources  # noqa: E402,F401

@@ -67,6 +67,8 @@ class Notification:
     headers: dict[str, str]
     query: dict[str, str]
     id_source: str = IdSource.QUERY
+    # The account it was sent to (accounts.py): the URL's, set by the webhook route.
+    account_id: int = 1
 
     @property
     def signed_data_id(self) -> str | None:

@@ -200,7 +200,13 @@ def drain(batch: int = RESUME_BATCH) -> tuple[int, str | None]:
     held_types = set(TOPICS) if any(stage in paused for stage in UPSTREAMS) else set()
     now = utcnow()
     query = (
-        select(WebhookEvent.id, WebhookEvent.attempts, WebhookEvent.received_at, WebhookEvent.type)
+        select(
+            WebhookEvent.id,
+            WebhookEvent.account_id,
+            WebhookEvent.attempts,
+            WebhookEvent.received_at,
+            WebhookEvent.type,
+        )
         .where(
             WebhookEvent.status == EventStatus.PENDING,
             or_(WebhookEvent.next_retry_at.is_(None), WebhookEvent.next_retry_at <= now),
@@ -228,6 +234,7 @@ def drain(batch: int = RESUME_BATCH) -> tuple[int, str | None]:
             queueing.enqueue_events(
                 [(row.id, row.attempts + 1) for row in rows],
                 types={row.id: row.type for row in rows},  # fraud alerts and claims first
+                accounts={row.id: row.account_id for row in rows},
             )
         except RedisError as exc:  # they stay pending, due: the reconciler enqueues them
             logger.warning("resume: Redis unavailable after %d event(s): %s", enqueued, exc)

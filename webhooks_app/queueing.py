@@ -77,12 +77,30 @@ def get_redis(app: Flask | None = None) -> Redis:
 
 # The priority queue's name is the bulk queue's with this suffix (`webhooks-priority`).
 PRIORITY_SUFFIX = "-priority"
+# Every account but the default one has a bulk queue of its own (`webhooks-account-7`): a
+# worker serves them in turn (`fair_worker`), so a backlog of one account never holds up
+# another's. The default account's is RQ_QUEUE_NAME itself, as before accounts.
+ACCOUNT_QUEUE_INFIX = "-account-"
+DEFAULT_ACCOUNT_ID = 1
 
 
 def queue_names(app: Flask | None = None) -> tuple[str, str]:
-    """(priority queue, bulk queue): the order workers read them in."""
+    """(priority queue, the default account's bulk queue)."""
     name = (app or current_app).config["RQ_QUEUE_NAME"]
     return f"{name}{PRIORITY_SUFFIX}", name
+
+
+def account_queue_name(account_id: int, app: Flask | None = None) -> str:
+    """The bulk queue of an account's events."""
+    name = (app or current_app).config["RQ_QUEUE_NAME"]
+    return name if account_id == DEFAULT_ACCOUNT_ID else f"{name}{ACCOUNT_QUEUE_INFIX}{account_id}"
+
+
+def all_queue_names(account_ids: Sequence[int], app: Flask | None = None) -> list[str]:
+    """What a worker listens to: the priority queue, then every account's bulk queue."""
+    priority, _bulk = queue_names(app)
+    ids = sorted({DEFAULT_ACCOUNT_ID, *account_ids})
+    return [priority, *(account_queue_name(account_id, app) for account_id in ids)]
 
 
 def is_priority(event_type: str | None) -> bool:
@@ -93,16 +111,19 @@ def is_priority(event_type: str | None) -> bool:
     return event_type in PRIORITY_TOPICS
 
 
-def queue_name_for(event_type: str | None, app: Flask | None = None) -> str:
-    """The queue an event of this type is put on."""
-    priority, bulk = queue_names(app)
-    return priority if is_priority(event_type) else bulk
+def queue_name_for(
+    event_type: str | None, app: Flask | None = None, account_id: int = DEFAULT_ACCOUNT_ID
+) -> str:
+    """The queue an event of this type and account is put on."""
+    if is_priority(event_type):
+        return queue_names(app)[0]
+    return account_queue_name(account_id, app)
 
 
 def get_queue(
     app: Flask | None = None, connection: Redis | None = None, name: str | None = None
 ) -> Queue:
-    """The bulk queue (RQ_QUEUE_NAME), or the queue `name`."""
+    """The default account's bulk queue (RQ_QUEUE_NAME), or the queue `name`."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     return Queue(
         name or app.config["RQ_QUEUE_NAME"],
@@ -111,10 +132,14 @@ def get_queue(
     )
 
 
-def get_queues(app: Flask | None = None, connection: Redis | None = None) -> list[Queue]:
-    """The priority queue, then the bulk queue: what a worker listens to, in that order."""
+def get_queues(
+    app: Flask | None = None,
+    connection: Redis | None = None,
+    account_ids: Sequence[int] = (),
+) -> list[Queue]:
+    """The priority queue, then the accounts' bulk queues: what a worker listens to."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    return [get_queue(app, connection, name) for name in queue_names(app)]
+    return [get_queue(app, connection, name) for name in all_queue_names(account_ids, app)]
 
 
 def get_scheduler(app: Flask | None = None, connection: Redis | None = None) -> Scheduler:
@@ -144,19 +169,20 @@ def enqueue_events(
     suffix: str = "",
     traces: Mapping[int, Mapping[str, str]] | None = None,
     types: Mapping[int, str] | None = None,
+    accounts: Mapping[int, int] | None = None,
 ) -> list[str]:
     """Put attempts `(event_id, attempt)` on the queue now, in one Redis round trip.
 
-    `types[event_id]` (the event's type) picks the queue: the priority queue for a
-    priority topic (fraud alerts, claims), else the bulk queue.
+    `types[event_id]` (the event's type) and `accounts[event_id]` (its account, default 1)
+    pick the queue: the priority queue for a priority topic (fraud alerts, claims), else
+    the account's bulk queue.
 
     Each job's meta carries its event's trace context: `traces[event_id]`, or the
     current one (see tracing.py). Raises redis.RedisError when Redis is unreachable
     (then none is queued).
     """
-    queues = {name: get_queue(name=name) for name in queue_names()}
     current = tracing.current_carrier()
-    types = types or {}
+    types, accounts = types or {}, accounts or {}
     jobs = [
         Queue.prepare_data(
             PROCESS_EVENT_JOB,
@@ -169,26 +195,39 @@ def enqueue_events(
     ]
     by_queue: dict[str, list[Any]] = {}
     for (event_id, _attempt), job in zip(attempts, jobs, strict=True):
-        by_queue.setdefault(queue_name_for(types.get(event_id)), []).append(job)
-    bulk = queues[queue_names()[1]]
-    with bulk.connection.pipeline() as pipeline:
+        name = queue_name_for(
+            types.get(event_id), account_id=accounts.get(event_id, DEFAULT_ACCOUNT_ID)
+        )
+        by_queue.setdefault(name, []).append(job)
+    with get_redis().pipeline() as pipeline:
         for name, queued in by_queue.items():
-            queues[name].enqueue_many(queued, pipeline=pipeline)
+            get_queue(name=name).enqueue_many(queued, pipeline=pipeline)
         pipeline.execute()
     return [job.job_id for job in jobs]
 
 
 def enqueue_event(
-    event_id: int, attempt: int, suffix: str = "", event_type: str | None = None
+    event_id: int,
+    attempt: int,
+    suffix: str = "",
+    event_type: str | None = None,
+    account_id: int = DEFAULT_ACCOUNT_ID,
 ) -> str:
-    """Put an attempt on its type's queue now. Raises redis.RedisError when Redis is
-    unreachable."""
+    """Put an attempt on its type's and account's queue now. Raises redis.RedisError when
+    Redis is unreachable."""
     types = {event_id: event_type} if event_type else None
-    return enqueue_events([(event_id, attempt)], suffix, types=types)[0]
+    return enqueue_events(
+        [(event_id, attempt)], suffix, types=types, accounts={event_id: account_id}
+    )[0]
 
 
 def schedule_event(
-    event_id: int, attempt: int, at: datetime, suffix: str = "", event_type: str | None = None
+    event_id: int,
+    attempt: int,
+    at: datetime,
+    suffix: str = "",
+    event_type: str | None = None,
+    account_id: int = DEFAULT_ACCOUNT_ID,
 ) -> str:
     """Have rq-scheduler enqueue an attempt at `at` (naive UTC). Raises redis.RedisError."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -200,7 +239,7 @@ def schedule_event(
         PROCESS_EVENT_JOB,
         event_id,
         timeout=app.config["RQ_JOB_TIMEOUT"],
-        queue_name=queue_name_for(event_type, app),
+        queue_name=queue_name_for(event_type, app, account_id),
         # The attempt continues the trace of the one scheduling it.
         meta=tracing.job_meta(tracing.current_carrier()),
         **options,

@@ -5,6 +5,7 @@ the API and the CLI."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import Select, select
 
@@ -26,31 +27,37 @@ def _usable(mp_id: str | None) -> bool:
     return bool(mp_id) and len(mp_id) <= 64 and not CONTROL_CHARS.search(mp_id)
 
 
-def find_merchant_order(mp_id: str) -> MerchantOrder | None:
-    """The merchant order with this MercadoPago id, or None."""
+def _of(query: Select, model: Any, account_id: int | None) -> Select:
+    """The query narrowed to one account's rows (None: every account's)."""
+    return query if account_id is None else query.where(model.account_id == account_id)
+
+
+def find_merchant_order(mp_id: str, account_id: int | None = None) -> MerchantOrder | None:
+    """The merchant order with this MercadoPago id (of `account_id` if given), or None."""
     if not _usable(mp_id):
         return None
-    return db.session.scalars(
-        select(MerchantOrder).where(MerchantOrder.mp_order_id == mp_id)
-    ).first()
+    query = select(MerchantOrder).where(MerchantOrder.mp_order_id == mp_id)
+    return db.session.scalars(_of(query, MerchantOrder, account_id)).first()
 
 
 def order_payments(order: MerchantOrder) -> list[Payment]:
-    """The stored payments the order lists."""
+    """The stored payments (of the order's account) the order lists."""
     ids = select(MerchantOrderPayment.mp_payment_id).where(
         MerchantOrderPayment.merchant_order_id == order.id
     )
-    return list(db.session.scalars(select(Payment).where(Payment.mp_payment_id.in_(ids))))
+    query = select(Payment).where(Payment.mp_payment_id.in_(ids))
+    return list(db.session.scalars(_of(query, Payment, order.account_id)))
 
 
-def orders_of_payment(mp_payment_id: str) -> list[MerchantOrder]:
+def orders_of_payment(mp_payment_id: str, account_id: int | None = None) -> list[MerchantOrder]:
     """The merchant orders listing this payment."""
     if not _usable(mp_payment_id):
         return []
     ids = select(MerchantOrderPayment.merchant_order_id).where(
         MerchantOrderPayment.mp_payment_id == mp_payment_id
     )
-    return list(db.session.scalars(select(MerchantOrder).where(MerchantOrder.id.in_(ids))))
+    query = select(MerchantOrder).where(MerchantOrder.id.in_(ids))
+    return list(db.session.scalars(_of(query, MerchantOrder, account_id)))
 
 
 def find_chargebacks(
@@ -58,9 +65,11 @@ def find_chargebacks(
     payment_id: str | None = None,
     documentation_status: str | None = None,
     limit: int = CHARGEBACKS_SHOWN,
+    account_id: int | None = None,
 ) -> list[Chargeback]:
     """Chargebacks, newest first, optionally of one payment or documentation status."""
     query = select(Chargeback).order_by(Chargeback.id.desc()).limit(limit)
+    query = _of(query, Chargeback, account_id)
     if payment_id is not None:
         if not _usable(payment_id):
             return []
@@ -73,14 +82,18 @@ def find_chargebacks(
 
 
 def find_alerts(
-    *, kind: str | None = None, payment_id: str | None = None, limit: int = ALERTS_SHOWN
+    *,
+    kind: str | None = None,
+    payment_id: str | None = None,
+    limit: int = ALERTS_SHOWN,
+    account_id: int | None = None,
 ) -> list[MpAlert]:
     """Fraud alerts and claims (`mp_alerts`), newest first, optionally of one kind or one
     payment; FilterError for a kind that is neither."""
     if kind is not None and kind not in ALERT_KINDS:
         raise FilterError("kind", f"must be one of {', '.join(ALERT_KINDS)}")
     # Few rows (alerts are rare): no index on the payment id is needed to stay fast.
-    query = select(MpAlert).order_by(MpAlert.id.desc()).limit(limit)
+    query = _of(select(MpAlert).order_by(MpAlert.id.desc()).limit(limit), MpAlert, account_id)
     if kind is not None:
         query = query.where(MpAlert.kind == kind)
     if payment_id is not None:
@@ -90,9 +103,9 @@ def find_alerts(
     return list(db.session.scalars(query))
 
 
-def subscriptions_query(status: str | None = None) -> Select:
+def subscriptions_query(status: str | None = None, account_id: int | None = None) -> Select:
     """Subscriptions, of one status if given (`authorized` …); FilterError for a bad one."""
-    query = select(Subscription)
+    query = _of(select(Subscription), Subscription, account_id)
     if status:
         if not SUBSCRIPTION_STATUS.fullmatch(status):
             raise FilterError("status", "must be a subscription status such as authorized")
@@ -100,13 +113,12 @@ def subscriptions_query(status: str | None = None) -> Select:
     return query
 
 
-def find_subscription(mp_id: str) -> Subscription | None:
-    """The subscription with this MercadoPago (preapproval) id, or None."""
+def find_subscription(mp_id: str, account_id: int | None = None) -> Subscription | None:
+    """The subscription with this MercadoPago (preapproval) id (of `account_id`), or None."""
     if not _usable(mp_id):
         return None
-    return db.session.scalars(
-        select(Subscription).where(Subscription.mp_preapproval_id == mp_id)
-    ).first()
+    query = select(Subscription).where(Subscription.mp_preapproval_id == mp_id)
+    return db.session.scalars(_of(query, Subscription, account_id)).first()
 
 
 def subscription_charges(
@@ -117,7 +129,10 @@ def subscription_charges(
     return list(
         db.session.scalars(
             select(AuthorizedPayment)
-            .where(AuthorizedPayment.mp_preapproval_id == subscription.mp_preapproval_id)
+            .where(
+                AuthorizedPayment.account_id == subscription.account_id,
+                AuthorizedPayment.mp_preapproval_id == subscription.mp_preapproval_id,
+            )
             .order_by(AuthorizedPayment.debit_date.desc().nulls_last(), AuthorizedPayment.id.desc())
             .limit(limit)
         )
@@ -125,20 +140,22 @@ def subscription_charges(
 
 
 def charge_payments(charges: list[AuthorizedPayment]) -> dict[str, Payment]:
-    """The stored payments the charges made, by MercadoPago id."""
+    """The stored payments the charges made (in the charges' accounts), by MercadoPago id."""
     ids = [charge.mp_payment_id for charge in charges if charge.mp_payment_id]
     if not ids:
         return {}
-    payments = db.session.scalars(select(Payment).where(Payment.mp_payment_id.in_(ids)))
+    accounts = {charge.account_id for charge in charges}
+    payments = db.session.scalars(
+        select(Payment).where(Payment.mp_payment_id.in_(ids), Payment.account_id.in_(accounts))
+    )
     return {payment.mp_payment_id: payment for payment in payments}
 
 
-def charges_of_payment(mp_payment_id: str) -> list[AuthorizedPayment]:
+def charges_of_payment(
+    mp_payment_id: str, account_id: int | None = None
+) -> list[AuthorizedPayment]:
     """The subscription charges that made this payment (one, normally)."""
     if not _usable(mp_payment_id):
         return []
-    return list(
-        db.session.scalars(
-            select(AuthorizedPayment).where(AuthorizedPayment.mp_payment_id == mp_payment_id)
-        )
-    )
+    query = select(AuthorizedPayment).where(AuthorizedPayment.mp_payment_id == mp_payment_id)
+    return list(db.session.scalars(_of(query, AuthorizedPayment, account_id)))

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Nume
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
-from .models import BigId
+from .models import BigId, account_column
 from .pii import MaskedJSON
 from .timeutil import isoformat, utcnow
 
@@ -24,10 +24,15 @@ class MerchantOrder(db.Model):
     """The merchant's copy of a MercadoPago merchant order (migration f4b2c9d1e8a7)."""
 
     __tablename__ = "merchant_orders"
-    __table_args__ = (Index("ix_merchant_orders_external_reference", "external_reference"),)
+    __table_args__ = (
+        Index("ix_merchant_orders_external_reference", "external_reference"),
+        db.UniqueConstraint("account_id", "mp_order_id", name="uq_merchant_orders_account_order"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    mp_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The account it belongs to (migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
+    mp_order_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str | None] = mapped_column(String(32))  # opened, closed, expired
     order_status: Mapped[str | None] = mapped_column(String(32))  # paid, payment_required, …
     total_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
@@ -75,10 +80,17 @@ class Chargeback(db.Model):
     """The merchant's copy of a MercadoPago chargeback (migration f4b2c9d1e8a7)."""
 
     __tablename__ = "chargebacks"
-    __table_args__ = (Index("ix_chargebacks_mp_payment_id", "mp_payment_id"),)
+    __table_args__ = (
+        Index("ix_chargebacks_mp_payment_id", "mp_payment_id"),
+        db.UniqueConstraint(
+            "account_id", "mp_chargeback_id", name="uq_chargebacks_account_chargeback"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    mp_chargeback_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # The account it belongs to (migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
+    mp_chargeback_id: Mapped[str] = mapped_column(String(64))
     # The first of `payments` (a case almost always has one), for lookups by payment.
     mp_payment_id: Mapped[str | None] = mapped_column(String(64))
     payment_ids: Mapped[list[str] | None] = mapped_column(JSON)
@@ -132,13 +144,17 @@ class AuthorizedPayment(db.Model):
     __tablename__ = "authorized_payments"
     __table_args__ = (
         db.UniqueConstraint(
-            "mp_authorized_payment_id", name="uq_authorized_payments_mp_authorized_payment_id"
+            "account_id",
+            "mp_authorized_payment_id",
+            name="uq_authorized_payments_account_authorized_payment",
         ),
         Index("ix_authorized_payments_mp_preapproval_id", "mp_preapproval_id"),
         Index("ix_authorized_payments_mp_payment_id", "mp_payment_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The account it belongs to (migration d1a7c3e9f5b2).
+    account_id: Mapped[int] = account_column()
     mp_authorized_payment_id: Mapped[str] = mapped_column(String(64))
     mp_preapproval_id: Mapped[str | None] = mapped_column(String(64))
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))

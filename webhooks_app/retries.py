@@ -138,10 +138,10 @@ def schedule_attempt(event: WebhookEvent, suffix: str = "") -> bool:
     attempt = event.attempts + 1
     try:
         if event.next_retry_at is None or event.next_retry_at <= utcnow():
-            queueing.enqueue_event(event.id, attempt, suffix, event.type)
+            queueing.enqueue_event(event.id, attempt, suffix, event.type, event.account_id)
         else:
             queueing.schedule_event(
-                event.id, attempt, event.next_retry_at, suffix, event.type
+                event.id, attempt, event.next_retry_at, suffix, event.type, event.account_id
             )
     except RedisError as exc:
         logger.warning(

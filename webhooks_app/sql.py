@@ -31,7 +31,8 @@ def never_back_in_time(
     statement: Any, *, key: Any, stamp: str, fields: Iterable[str]
 ) -> Any:
     """`statement` (a dialect's INSERT with its values) as an upsert that never goes back in
-    time: on a conflict on `key` (the unique MercadoPago id), `fields` are overwritten only
+    time: on a conflict on the account and `key` (the MercadoPago id, unique within an
+    account; the INSERT's values must name the `account_id`), `fields` are overwritten only
     when our read is as new as the stored row by the column `stamp` (MercadoPago's
     last-update date); a read or a row without a date is taken as is.
 
@@ -41,7 +42,7 @@ def never_back_in_time(
     excluded = statement.excluded
     stored = statement.table.c[stamp]
     return statement.on_conflict_do_update(
-        index_elements=[key],
+        index_elements=[statement.table.c.account_id, key],
         set_={name: excluded[name] for name in fields},
         where=or_(excluded[stamp].is_(None), stored.is_(None), stored <= excluded[stamp]),
     )

@@ -21,6 +21,7 @@ _attempts = WebhookAttempt.__table__
 # What an attempt needs to know of its event (not the stored payload and headers).
 LOAD_EVENT = select(
     _events.c.id,
+    _events.c.account_id,
     _events.c.status,
     _events.c.type,
     _events.c.resource_id,

@@ -1,14 +1,19 @@
-"""`POST /webhooks/mp`: verify, store, enqueue, answer — in that order."""
+"""`POST /webhooks/mp[/<account slug>]`: verify, store, enqueue, answer — in that order.
+
+The bare path is the default account's (accounts.py); every other account has its slug's.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import accounts
 from ..handlers import log_fields
 from ..ingest import NotStoredError, store_event
 from ..logging_setup import event_context
@@ -62,7 +67,41 @@ def check_signed_parts(notification: Notification) -> None:
 
 @bp.post("/mp")
 def receive_mercadopago() -> ResponseReturnValue:
-    """Receive one MercadoPago notification (Webhooks or IPN form)."""
+    """Receive one MercadoPago notification (Webhooks or IPN form) for the default account."""
+    try:
+        account = accounts.default_account()
+    except SQLAlchemyError:
+        return _database_unavailable("the default account")
+    return receive_for(account)
+
+
+@bp.post("/mp/<slug>")
+def receive_for_account(slug: str) -> ResponseReturnValue:
+    """Receive one MercadoPago notification for the account with this slug; an unknown or
+    disabled account is 404 and nothing is stored."""
+    try:
+        account = accounts.by_slug(slug) if accounts.SLUG_PATTERN.fullmatch(slug) else None
+    except SQLAlchemyError:
+        return _database_unavailable(f"account {slug!r}")
+    if account is None or not account.enabled:
+        WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
+        WEBHOOKS_REJECTED.labels("unknown_account").inc()
+        return jsonify({"error": "no such account"}), 404
+    return receive_for(account)
+
+
+def _database_unavailable(what: str) -> ResponseReturnValue:
+    logger.exception("could not read %s", what)
+    # 5xx: MercadoPago keeps the notification and delivers it again later.
+    return reject("temporarily unable to store the notification", 503, "database_unavailable")
+
+
+def receive_for(account: accounts.AccountSettings) -> ResponseReturnValue:
+    """Verify the notification with the account's secret, store it as the account's, answer."""
+    if not account.enabled:
+        WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
+        WEBHOOKS_REJECTED.labels("unknown_account").inc()
+        return jsonify({"error": "this account is disabled"}), 404
     try:
         body = read_body()
     except RequestEntityTooLarge:
@@ -75,7 +114,8 @@ def receive_mercadopago() -> ResponseReturnValue:
         logger.info("notification rejected (%s): %s", exc.status_code, exc.message)
         return reject(exc.message, exc.status_code, "invalid")
 
-    config = current_app.config
+    notification = dataclasses.replace(notification, account_id=account.id)
+    config = account.config
     if notification.source == "ipn":
         if not config["MP_ACCEPT_IPN"]:
             return reject(
@@ -114,7 +154,10 @@ def receive_mercadopago() -> ResponseReturnValue:
         )
 
     with event_context(
-        event_id=stored.id, webhook_id=notification.webhook_id, **log_fields(notification)
+        account=account.id,
+        event_id=stored.id,
+        webhook_id=notification.webhook_id,
+        **log_fields(notification),
     ):
         if not stored.created:
             WEBHOOKS_RECEIVED.labels(type_label(notification.type), "duplicate").inc()

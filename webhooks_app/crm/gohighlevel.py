@@ -20,6 +20,7 @@ from redis import RedisError
 from redis.exceptions import LockError
 from sqlalchemy import Row, bindparam, select
 
+from ..accounts import account_config, current_account_id
 from ..busy import ResourceBusy
 from ..clients import ghl_rate_limiter, gohighlevel_client
 from ..extensions import db
@@ -98,8 +99,8 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
 
 
 def status_tag(status: str | None) -> str | None:
-    """The tag for a payment status (GHL_STATUS_TAGS), if it has one."""
-    return current_app.config["GHL_STATUS_TAGS"].get(status or "")
+    """The tag for a payment status (the account's GHL_STATUS_TAGS), if it has one."""
+    return account_config()["GHL_STATUS_TAGS"].get(status or "")
 
 
 _payments = Payment.__table__
@@ -119,7 +120,11 @@ _CONTACT_PAYMENTS = select(
     _payments.c.currency,
     _payments.c.external_reference,
     _payments.c.ghl_contact_id,
-).where(_payments.c.payer_email == bindparam("email"))
+).where(
+    # The account's own: another account's payments are another merchant's business.
+    _payments.c.account_id == bindparam("account_id"),
+    _payments.c.payer_email == bindparam("email"),
+)
 
 
 def sync_contact(
@@ -146,7 +151,11 @@ def sync_contact(
 
 
 def _sync_locked(payment: Row[Any], renew_lease: Callable[[], None]) -> ContactChange | None:
-    rows = fetch_all_alone(db.session, _CONTACT_PAYMENTS, {"email": payment.payer_email})
+    rows = fetch_all_alone(
+        db.session,
+        _CONTACT_PAYMENTS,
+        {"email": payment.payer_email, "account_id": current_account_id()},
+    )
     # Read under the lock: the statuses of the others, and this payment's newest state
     # (the stored row only moves forward; its `tags_applied` is written with a success).
     current = next((row for row in rows if row.id == payment.id), payment)
@@ -155,7 +164,7 @@ def _sync_locked(payment: Row[Any], renew_lease: Callable[[], None]) -> ContactC
     if synced_at is not None and updated_at is not None and updated_at < synced_at:
         logger.info("payment %s: CRM already has newer data; sync skipped", payment.mp_payment_id)
         return None
-    config = current_app.config
+    config = account_config()
     status = effective_status(current.status, current.status_detail, current.raw)
     needed = {
         status_tag(effective_status(other.status, other.status_detail, other.raw))
@@ -222,7 +231,9 @@ def contact_lock(email: str) -> Iterator[Callable[[], None]]:
     (the plans stay correct once every payment of the contact has synced again).
     """
     seconds = current_app.config["LEASE_SECONDS"]
-    key = f"lock:contact:{email.strip().lower()}"
+    # A contact is a location's: the location's id is part of its lock's name.
+    location = account_config().get("GHL_LOCATION_ID") or ""
+    key = f"lock:contact:{location}:{email.strip().lower()}"
     lock = get_redis().lock(key, timeout=seconds, blocking_timeout=CONTACT_LOCK_WAIT)
     try:
         acquired = lock.acquire()

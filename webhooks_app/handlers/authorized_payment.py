@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Row, select, update
 
+from ..accounts import current_account_id
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -128,7 +129,9 @@ def store_authorized_payment(data: dict[str, Any]) -> AuthorizedPayment:
     """
     mp_id = str(data["id"])
     now = utcnow()
+    account_id = current_account_id()
     values = {
+        "account_id": account_id,
         "mp_authorized_payment_id": mp_id,
         "created_at": now,
         "updated_at": now,
@@ -147,7 +150,10 @@ def store_authorized_payment(data: dict[str, Any]) -> AuthorizedPayment:
     if values["mp_preapproval_id"]:
         link_to_subscription(values["mp_preapproval_id"])
     charge = db.session.scalars(
-        select(AuthorizedPayment).where(AuthorizedPayment.mp_authorized_payment_id == mp_id)
+        select(AuthorizedPayment).where(
+            AuthorizedPayment.account_id == account_id,
+            AuthorizedPayment.mp_authorized_payment_id == mp_id,
+        )
     ).one()
     if values["mp_last_modified"] and charge.mp_last_modified != values["mp_last_modified"]:
         logger.info("authorized payment %s: stale read not stored", mp_id)
@@ -162,12 +168,16 @@ def link_to_subscription(mp_preapproval_id: str) -> None:
     """
     subscription_id = (
         select(Subscription.id)
-        .where(Subscription.mp_preapproval_id == mp_preapproval_id)
+        .where(
+            Subscription.account_id == current_account_id(),
+            Subscription.mp_preapproval_id == mp_preapproval_id,
+        )
         .scalar_subquery()
     )
     db.session.execute(
         update(_charges)
         .where(
+            _charges.c.account_id == current_account_id(),
             _charges.c.mp_preapproval_id == mp_preapproval_id,
             _charges.c.subscription_id.is_(None),
         )

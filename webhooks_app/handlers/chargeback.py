@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import Row, select
 
+from ..accounts import account_config, current_account_id
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -49,7 +49,7 @@ class ChargebackHandler:
         chargeback = store_chargeback(data)
         context.renew_lease()
         email = payer_email(chargeback.mp_payment_id, context.renew_lease)
-        tag = current_app.config["CHARGEBACK_TAG"]
+        tag = account_config()["CHARGEBACK_TAG"]
         tag_and_alert_once(chargeback, email, tag, alert_message(chargeback, email), context)
         # No transaction left open: the attempt writes its outcome in a statement of its own.
         db.session.commit()
@@ -98,6 +98,7 @@ def store_chargeback(data: dict[str, Any]) -> Chargeback:
         "raw": data,
         "updated_at": now,
     }
+    values["account_id"] = current_account_id()
     statement = never_back_in_time(
         dialect_insert(_chargebacks, db.session).values(values),
         key=_chargebacks.c.mp_chargeback_id,
@@ -107,7 +108,10 @@ def store_chargeback(data: dict[str, Any]) -> Chargeback:
     db.session.execute(statement)
     db.session.commit()
     return db.session.scalars(
-        select(Chargeback).where(Chargeback.mp_chargeback_id == values["mp_chargeback_id"])
+        select(Chargeback).where(
+            Chargeback.account_id == values["account_id"],
+            Chargeback.mp_chargeback_id == values["mp_chargeback_id"],
+        )
     ).one()
 
 

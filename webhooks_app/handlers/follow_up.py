@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..accounts import current_account_id
 from ..extensions import db
 from ..ingest import store_event
 from ..models import EventStatus, Payment, WebhookEvent
@@ -32,6 +33,7 @@ def event_waiting(event_type: str, resource_id: str) -> bool:
     resource's latest state from MercadoPago anyway."""
     waiting = db.session.scalar(
         select(WebhookEvent.id).where(
+            WebhookEvent.account_id == current_account_id(),
             WebhookEvent.type == event_type,
             WebhookEvent.resource_id == resource_id,
             WebhookEvent.status.in_([EventStatus.PENDING, EventStatus.PROCESSING]),
@@ -55,7 +57,7 @@ def payment_is_current(
     """
     stored = db.session.execute(
         select(Payment.mp_date_last_updated, Payment.status, Payment.status_detail).where(
-            Payment.mp_payment_id == payment_id
+            Payment.account_id == current_account_id(), Payment.mp_payment_id == payment_id
         )
     ).first()
     if stored is None:
@@ -94,6 +96,7 @@ def queue_event(
         raw_body="",
         headers={},
         query={},
+        account_id=current_account_id(),  # the account of the event that asks for it
     )
     stored = store_event(notification)
     if not stored.created:

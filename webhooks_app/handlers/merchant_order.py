@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
+from ..accounts import current_account_id
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -101,6 +102,7 @@ def store_merchant_order(data: dict[str, Any]) -> int:
         "raw": data,
         "updated_at": now,
     }
+    values["account_id"] = current_account_id()
     statement = never_back_in_time(
         dialect_insert(_orders, db.session).values(values),
         key=_orders.c.mp_order_id,
@@ -109,7 +111,10 @@ def store_merchant_order(data: dict[str, Any]) -> int:
     )
     db.session.execute(statement)
     order_id = db.session.scalar(
-        select(_orders.c.id).where(_orders.c.mp_order_id == values["mp_order_id"])
+        select(_orders.c.id).where(
+            _orders.c.account_id == values["account_id"],
+            _orders.c.mp_order_id == values["mp_order_id"],
+        )
     )
     if ids:
         links = dialect_insert(_links, db.session).values(

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from sqlalchemy import select
 
+from ..accounts import current_account_id
 from ..alerts import send_alert
 from ..clients import mercadopago_client
 from ..crm import no_op
@@ -38,7 +39,9 @@ def payer_email(mp_payment_id: str | None, renew_lease: Callable[[], None] = no_
     if not mp_payment_id:
         return None
     email = db.session.scalar(
-        select(Payment.payer_email).where(Payment.mp_payment_id == mp_payment_id)
+        select(Payment.payer_email).where(
+            Payment.account_id == current_account_id(), Payment.mp_payment_id == mp_payment_id
+        )
     )
     db.session.commit()  # no transaction stays open across the API call
     if email:

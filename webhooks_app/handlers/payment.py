@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, select, update
 
+from ..accounts import current_account_id
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -122,7 +123,8 @@ PAYMENT_STATE = (
     _payments.c.crm_synced_at,
 )
 _READ_PAYMENT = select(*PAYMENT_STATE).where(
-    _payments.c.mp_payment_id == bindparam("new_mp_payment_id")
+    _payments.c.account_id == bindparam("new_account_id"),
+    _payments.c.mp_payment_id == bindparam("new_mp_payment_id"),
 )
 
 
@@ -136,7 +138,7 @@ def _upsert_statement(dialect: str) -> Any:
     event (BENCHMARKS.md, Improvement 8)."""
     insert = INSERTS[dialect]
     # Bind names must differ from the column names (SQLAlchemy reserves those).
-    names = ("mp_payment_id", "created_at", *PAYMENT_FIELDS)
+    names = ("account_id", "mp_payment_id", "created_at", *PAYMENT_FIELDS)
     statement = insert(_payments).values({name: bindparam(f"new_{name}") for name in names})
     return never_back_in_time(
         statement,
@@ -185,6 +187,7 @@ def _payment_values(data: dict[str, Any]) -> dict[str, Any]:
     payer = data.get("payer") or {}
     now = utcnow()
     values = {
+        "account_id": current_account_id(),
         "mp_payment_id": str(data["id"]),
         "created_at": now,
         "status": data.get("status"),

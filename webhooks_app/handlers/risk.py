@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
+from ..accounts import current_account_id
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -44,10 +45,15 @@ DESCRIPTION_CHARS = 200
 
 def record(kind: str, resource_id: str, values: dict[str, Any]) -> MpAlert:
     """Insert or update the alert (unique by kind and resource id; a race is an update)."""
-    query = select(MpAlert).where(MpAlert.kind == kind, MpAlert.mp_resource_id == resource_id)
+    account_id = current_account_id()
+    query = select(MpAlert).where(
+        MpAlert.account_id == account_id,
+        MpAlert.kind == kind,
+        MpAlert.mp_resource_id == resource_id,
+    )
     row = db.session.scalars(query).one_or_none()
     if row is None:
-        row = MpAlert(kind=kind, mp_resource_id=resource_id, **values)
+        row = MpAlert(account_id=account_id, kind=kind, mp_resource_id=resource_id, **values)
         db.session.add(row)
         try:
             db.session.commit()

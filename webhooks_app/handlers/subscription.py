@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
+from ..accounts import current_account_id
 from ..clients import mercadopago_client
 from ..extensions import db
 from ..metrics import observe_api_call
@@ -86,7 +87,13 @@ def store_subscription(data: dict[str, Any]) -> Subscription:
     stored. Commits."""
     mp_id = str(data["id"])
     now = utcnow()
-    values = {"mp_preapproval_id": mp_id, "created_at": now, "updated_at": now}
+    account_id = current_account_id()
+    values = {
+        "account_id": account_id,
+        "mp_preapproval_id": mp_id,
+        "created_at": now,
+        "updated_at": now,
+    }
     values.update(subscription_values(data))
     db.session.execute(
         never_back_in_time(
@@ -99,7 +106,7 @@ def store_subscription(data: dict[str, Any]) -> Subscription:
     db.session.commit()
     subscription = db.session.scalars(
         select(Subscription)
-        .where(Subscription.mp_preapproval_id == mp_id)
+        .where(Subscription.account_id == account_id, Subscription.mp_preapproval_id == mp_id)
         .execution_options(populate_existing=True)
     ).one()
     ours = values["mp_last_modified"]
