@@ -45,8 +45,11 @@ PLAIN_FIELDS = (
     "custom_fields",
     "retention_days",
 )
-# A new account needs all of these (the default one takes them from the environment).
-REQUIRED = ("mp_access_token", "mp_webhook_secret", "ghl_location_id", "ghl_api_token")
+# A new account needs all of these (the default one takes them from the environment). Its
+# webhook secret comes later: MercadoPago shows it once the account's URL is saved there;
+# until it is pasted back, the account's notifications are refused (401) and MercadoPago
+# delivers them again later.
+REQUIRED = ("mp_access_token", "ghl_location_id", "ghl_api_token")
 
 
 def find_account(slug: str) -> Account | None:

@@ -16,6 +16,7 @@ from redis import RedisError
 from sqlalchemy import ColumnElement, func, select
 
 from . import queueing
+from .accounts import all_account_ids
 from .breaker import states_for_display as breaker_states
 from .extensions import db
 from .models import EventStatus, Payment, WebhookEvent
@@ -174,13 +175,13 @@ def queue_depth() -> dict[str, Any]:
     Redis being down is a fact to show, not an error: `error` says so.
     """
     try:
-        # Both queues count: the priority queue (fraud alerts, claims) and the bulk one.
-        queues = queueing.get_queues()
+        # Every queue counts: the priority queue (fraud alerts, claims) and each account's.
+        queues = queueing.get_queues(account_ids=all_account_ids())
         scheduler = queueing.get_scheduler()
         queued = sum(queue.count for queue in queues)
         scheduled = scheduler.count()
         return {
-            "queue": queues[-1].name,
+            "queue": queueing.queue_names()[1],
             "queues": {queue.name: queue.count for queue in queues},
             "queued": queued,
             "scheduled": scheduled,

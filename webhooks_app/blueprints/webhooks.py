@@ -124,6 +124,16 @@ def receive_for(account: accounts.AccountSettings) -> ResponseReturnValue:
                 "ipn_refused",
                 notification.type,
             )
+    elif (
+        config["MP_VERIFY_SIGNATURES"]
+        and not config["MP_WEBHOOK_SECRET"]
+        and account.id != accounts.DEFAULT_ACCOUNT_ID
+    ):
+        # Created, but its secret not pasted back yet (README, "three steps"): nothing can
+        # vouch for the notification; MercadoPago delivers it again after a 401.
+        return reject(
+            "this account has no webhook secret yet", 401, "signature", notification.type
+        )
     elif config["MP_VERIFY_SIGNATURES"] and config["MP_WEBHOOK_SECRET"]:
         try:
             check_signed_parts(notification)
