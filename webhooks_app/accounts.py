@@ -27,10 +27,11 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import Boolean, DateTime, Float, String, Text, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import secret_box
-from .config import parse_custom_fields, parse_status_tags, parse_tag_mode
+from .config import ConfigError, parse_custom_fields, parse_status_tags, parse_tag_mode
 from .extensions import db
 from .timeutil import isoformat, utcnow
 
@@ -38,6 +39,11 @@ DEFAULT_ACCOUNT_ID = 1
 DEFAULT_SLUG = "default"
 # Lower-case letters, digits and hyphens: it is a URL path segment and a queue name's suffix.
 SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+
+
+# What reading an account's settings can raise besides a bug: the database unreachable, or
+# its secrets unreadable (ACCOUNT_SECRET_KEYS unset or missing the key that encrypted them).
+UNREADABLE = (SQLAlchemyError, ConfigError, secret_box.SecretUnreadable)
 
 
 class AccountError(ValueError):

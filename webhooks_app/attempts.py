@@ -30,6 +30,7 @@ from sqlalchemy import Row
 from . import accounts, tracing
 from .busy import ResourceBusy
 from .claims import EARLY_ARRIVAL_GRACE, Claim, claim_event, claim_lost, renew_lease
+from .config import ConfigError
 from .crm import SET_CONTACT
 from .extensions import PINNED_CONNECTION, db
 from .handlers import HandlerContext, HandlerResult, handle_event, lock_key, log_fields
@@ -39,6 +40,7 @@ from .logging_setup import bind_event_fields, event_context
 from .metrics import ATTEMPTS, count_final
 from .models import AttemptOutcome, EventStatus, WebhookAttempt, WebhookEvent
 from .retries import fail_attempt, postpone
+from .secret_box import SecretUnreadable
 from .sql import execute_alone, one_statement_transactions
 from .statements import FINISH_ATTEMPT, LOAD_EVENT, SUCCEED, succeed_in_one
 from .timeutil import milliseconds_between, utcnow
@@ -87,7 +89,13 @@ def run_attempt(event_id: int) -> str:
     if event is None:
         logger.warning("event %s does not exist; job dropped", event_id)
         return "missing"
-    account = accounts.by_id(event.account_id)
+    try:
+        account = accounts.by_id(event.account_id)
+    except (ConfigError, SecretUnreadable):
+        # Its secrets cannot be read (ACCOUNT_SECRET_KEYS): nothing can be done for it; it
+        # stays pending, unclaimed and uncounted, and the reconciler queues it again.
+        logger.exception("event %s: its account is unreadable; left pending", event_id)
+        return event.status
     if account is None:  # deleted with its events meanwhile
         logger.warning("event %s: account %s is gone; job dropped", event_id, event.account_id)
         return "missing"

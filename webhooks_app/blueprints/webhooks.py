@@ -70,7 +70,7 @@ def receive_mercadopago() -> ResponseReturnValue:
     """Receive one MercadoPago notification (Webhooks or IPN form) for the default account."""
     try:
         account = accounts.default_account()
-    except SQLAlchemyError:
+    except accounts.UNREADABLE:
         return _database_unavailable("the default account")
     return receive_for(account)
 
@@ -81,7 +81,7 @@ def receive_for_account(slug: str) -> ResponseReturnValue:
     disabled account is 404 and nothing is stored."""
     try:
         account = accounts.by_slug(slug) if accounts.SLUG_PATTERN.fullmatch(slug) else None
-    except SQLAlchemyError:
+    except accounts.UNREADABLE:
         return _database_unavailable(f"account {slug!r}")
     if account is None or not account.enabled:
         WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
@@ -91,6 +91,8 @@ def receive_for_account(slug: str) -> ResponseReturnValue:
 
 
 def _database_unavailable(what: str) -> ResponseReturnValue:
+    # The database is down, or the account's secrets cannot be decrypted (a key missing
+    # from ACCOUNT_SECRET_KEYS): a deployment's fault, not the sender's.
     logger.exception("could not read %s", what)
     # 5xx: MercadoPago keeps the notification and delivers it again later.
     return reject("temporarily unable to store the notification", 503, "database_unavailable")
