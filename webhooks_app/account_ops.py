@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from redis import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from . import secret_box
+from . import queueing, secret_box
 from .accounts import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_SLUG,
@@ -253,8 +254,18 @@ def delete_account(account: Account) -> DeletionReport:
     db.session.delete(account)
     db.session.commit()
     forget_cached()
+    _drop_queue(account_id)
     logger.info("account %s (%s) deleted with its data: %s", account_id, slug, rows)
     return DeletionReport(slug, rows)
+
+
+def _drop_queue(account_id: int) -> None:
+    """Delete the account's RQ queue and its jobs (their events are gone: each would find
+    nothing); left to Redis if it is down (the jobs are dropped when they run)."""
+    try:
+        queueing.get_queue(name=queueing.account_queue_name(account_id)).delete(delete_jobs=True)
+    except RedisError as exc:
+        logger.warning("account %s: its queue was not deleted (%s)", account_id, exc)
 
 
 def reencrypt_all() -> int:
