@@ -1,6 +1,6 @@
 """The sandbox's in-memory state: the resources of both APIs (payments, orders, chargebacks,
-subscriptions and their charges, claims, contacts); faults and the call log come from
-`injection.FaultInjection`.
+subscriptions and their charges, claims); GoHighLevel's contacts from
+`contact_book.ContactBook`, faults and the call log from `injection.FaultInjection`.
 
 One re-entrant lock guards everything, because the server answers each request
 in its own thread and tests change the state from yet another thread. Nothing
@@ -13,17 +13,16 @@ import copy
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import authorized_payments as mp_charges
 from . import claims as mp_claims
-from . import contacts as ghl_contacts
 from . import orders as mp_orders
 from . import payments as mp_payments
 from . import preapprovals as mp_preapprovals
+from .contact_book import ContactBook
 from .faults import (
     GHL_BURST_SECONDS,
     GOHIGHLEVEL,
@@ -59,7 +58,7 @@ def _numeric_id(raw: Any, what: str) -> int | None:
         raise ValueError(f"{what} id must be numeric, got {raw!r}") from None
 
 
-class SandboxState(FaultInjection):
+class SandboxState(FaultInjection, ContactBook):
     """Everything the sandbox remembers, safe to use from any thread.
 
     `access_token` / `ghl_token`: when set, the MercadoPago / GoHighLevel routes
@@ -225,6 +224,7 @@ class SandboxState(FaultInjection):
         with self._lock:
             chargeback = self._chargebacks.get(str(chargeback_id))
             return copy.deepcopy(chargeback) if chargeback is not None else None
+
     # -- MercadoPago subscriptions (preapprovals) -----------------------------------
 
     def add_preapproval(self, **fields: Any) -> dict[str, Any]:
@@ -324,80 +324,6 @@ class SandboxState(FaultInjection):
         with self._lock:
             claim = self._claims.get(str(claim_id))
             return copy.deepcopy(claim) if claim is not None else None
-
-    # -- GoHighLevel contacts ------------------------------------------------------
-
-    def upsert_contact(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create or update the contact matched by e-mail, else phone; return (contact, is_new).
-
-        GHL matches by the location's "Allow Duplicate Contact" order; the sandbox
-        uses e-mail first, then phone.
-        The body must already be valid (see `contacts.upsert_errors`).
-        """
-        with self._lock:
-            now = ghl_contacts.format_ghl_time(self._tick())
-            location = body["locationId"]
-            keys = ghl_contacts.match_keys(body)
-            contact_id = next(
-                (
-                    self._contact_index[(location, *key)]
-                    for key in keys
-                    if (location, *key) in self._contact_index
-                ),
-                None,
-            )
-            if contact_id is None:
-                contact_id = ghl_contacts.new_contact_id(self._ids)
-                contact = ghl_contacts.new_contact(contact_id, body, now)
-                self._contacts[contact_id] = contact
-                is_new = True
-            else:
-                contact = ghl_contacts.apply_upsert(self._contacts[contact_id], body, now)
-                is_new = False
-            for key in ghl_contacts.match_keys(contact):
-                self._contact_index.setdefault((location, *key), contact_id)
-            return copy.deepcopy(contact), is_new
-
-    def get_contact(self, contact_id: str) -> dict[str, Any] | None:
-        """A copy of the contact, or None."""
-        with self._lock:
-            contact = self._contacts.get(contact_id)
-            return copy.deepcopy(contact) if contact is not None else None
-
-    def find_contact(self, email: str, location_id: str | None = None) -> dict[str, Any] | None:
-        """A copy of the contact with this e-mail (in `location_id`, if given), or None."""
-        email = email.strip().lower()
-        with self._lock:
-            for contact in self._contacts.values():
-                if contact.get("emailLowerCase") == email and location_id in (
-                    None,
-                    contact["locationId"],
-                ):
-                    return copy.deepcopy(contact)
-            return None
-
-    def contacts(self) -> list[dict[str, Any]]:
-        """Copies of every contact, oldest first."""
-        with self._lock:
-            return copy.deepcopy(list(self._contacts.values()))
-
-    def change_tags(self, contact_id: str, tags: list[str], *, add: bool) -> list[str] | None:
-        """Add or remove normalised tags; return the contact's tags, or None if unknown."""
-        with self._lock:
-            contact = self._contacts.get(contact_id)
-            if contact is None:
-                return None
-            if add:
-                result = ghl_contacts.add_tags(contact, tags)
-            else:
-                result = ghl_contacts.remove_tags(contact, tags)
-            contact["dateUpdated"] = ghl_contacts.format_ghl_time(self._tick())
-            return result
-
-    @staticmethod
-    def new_trace_id() -> str:
-        """A trace id like the ones GoHighLevel returns."""
-        return str(uuid.uuid4())
 
 
 __all__ = ["GOHIGHLEVEL", "MERCADOPAGO", "SandboxState"]
