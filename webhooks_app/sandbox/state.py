@@ -1,6 +1,7 @@
 """The sandbox's in-memory state: the resources of both APIs (payments, orders, chargebacks,
 subscriptions and their charges, claims); GoHighLevel's contacts from
-`contact_book.ContactBook`, faults and the call log from `injection.FaultInjection`.
+`contact_book.ContactBook`, faults and the call log from `injection.FaultInjection`, the
+tenants (registered tokens, who owns which resource) from `tenants.Tenants`.
 
 One re-entrant lock guards everything, because the server answers each request
 in its own thread and tests change the state from yet another thread. Nothing
@@ -34,6 +35,15 @@ from .faults import (
     RealClock,
 )
 from .injection import FaultInjection
+from .tenants import (
+    AUTHORIZED_PAYMENT,
+    CHARGEBACK,
+    CLAIM,
+    MERCHANT_ORDER,
+    PAYMENT,
+    PREAPPROVAL,
+    Tenants,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +68,13 @@ def _numeric_id(raw: Any, what: str) -> int | None:
         raise ValueError(f"{what} id must be numeric, got {raw!r}") from None
 
 
-class SandboxState(FaultInjection, ContactBook):
+class SandboxState(FaultInjection, ContactBook, Tenants):
     """Everything the sandbox remembers, safe to use from any thread.
 
-    `access_token` / `ghl_token`: when set, the MercadoPago / GoHighLevel routes
-    accept only that bearer token; otherwise any non-empty token.
+    `access_token` / `ghl_token`: when set, the MercadoPago / GoHighLevel routes accept that
+    bearer token (and the registered ones, see tenants.py); with neither, any non-empty one.
+    Every `add_*` takes `owner=<registered access token>`: the seller the resource belongs to
+    (one made from another, e.g. a chargeback's new payment, gets the same owner).
     """
 
     def __init__(self, access_token: str | None = None, ghl_token: str | None = None) -> None:
@@ -81,8 +93,10 @@ class SandboxState(FaultInjection, ContactBook):
     # -- lifecycle -----------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget payments, contacts, faults, limits, latency and calls (tokens stay)."""
+        """Forget payments, contacts, faults, limits, latency, calls and registered tenants
+        (the tokens the sandbox was started with stay)."""
         with self._lock:
+            self._reset_tenants()
             self._payments: dict[int, dict[str, Any]] = {}
             self._merchant_orders: dict[int, dict[str, Any]] = {}
             self._chargebacks: dict[str, dict[str, Any]] = {}
@@ -121,6 +135,7 @@ class SandboxState(FaultInjection, ContactBook):
 
     def add_payment(self, **fields: Any) -> dict[str, Any]:
         """Create a payment, or update it when `id` exists; return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             raw_id = fields.get("id")
@@ -131,6 +146,7 @@ class SandboxState(FaultInjection, ContactBook):
                     payment_id = int(raw_id)
                 except (TypeError, ValueError):
                     raise ValueError(f"payment id must be numeric, got {raw_id!r}") from None
+            self._own(PAYMENT, payment_id, owner)
             self._next_payment_id = max(self._next_payment_id, payment_id + 1)
             existing = self._payments.get(payment_id)
             if existing is None:
@@ -157,10 +173,14 @@ class SandboxState(FaultInjection, ContactBook):
         with self._lock:
             return copy.deepcopy(list(self._payments.values()))
 
-    def search_payments(self, args: Mapping[str, str]) -> dict[str, Any]:
-        """Answer a `/v1/payments/search` query; raise ValueError for bad parameters."""
+    def search_payments(self, args: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
+        """Answer a `/v1/payments/search` query (only the payments `token` may read, if given);
+        raise ValueError for bad parameters."""
         with self._lock:
-            result = mp_payments.search_payments(self._payments.values(), args, datetime.now(UTC))
+            mine = [p for p in self._payments.values() if self.readable(PAYMENT, p["id"], token)]
+            result = mp_payments.search_payments(
+                self._payments.values() if token is None else mine, args, datetime.now(UTC)
+            )
             return copy.deepcopy(result)
 
     # -- MercadoPago merchant orders and chargebacks -------------------------------
@@ -168,11 +188,12 @@ class SandboxState(FaultInjection, ContactBook):
     def add_merchant_order(self, **fields: Any) -> dict[str, Any]:
         """Create (or replace) a merchant order listing the payments `payment_ids` (one new
         approved payment if none are given); return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             payment_ids = fields.get("payment_ids")
             if payment_ids is None:
-                payments = [self.add_payment()]
+                payments = [self.add_payment(owner=owner)]
             else:
                 payments = []
                 for payment_id in payment_ids:
@@ -182,6 +203,7 @@ class SandboxState(FaultInjection, ContactBook):
                     payments.append(payment)
             order_id = int(fields["id"]) if fields.get("id") is not None else self._next_order_id
             self._next_order_id = max(self._next_order_id, order_id + 1)
+            self._own(MERCHANT_ORDER, order_id, owner or self.owner_of(PAYMENT, payments[0]["id"]))
             order = mp_orders.new_merchant_order(order_id, now, payments, fields)
             self._merchant_orders[order_id] = order
             logger.info("merchant order %s stored (%d payments)", order_id, len(payments))
@@ -200,6 +222,7 @@ class SandboxState(FaultInjection, ContactBook):
     def add_chargeback(self, **fields: Any) -> dict[str, Any]:
         """Create or update a chargeback against `payment_id` (a new approved payment if
         none is given); return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = self._tick()
             chargeback_id = str(fields.get("id") or self._next_chargeback_id)
@@ -207,13 +230,19 @@ class SandboxState(FaultInjection, ContactBook):
                 self._next_chargeback_id = max(self._next_chargeback_id, int(chargeback_id) + 1)
             existing = self._chargebacks.get(chargeback_id)
             if existing is not None:
+                self._own(CHARGEBACK, chargeback_id, owner)
                 existing.update({k: v for k, v in fields.items() if k not in ("id", "payment_id")})
                 existing["date_last_updated"] = mp_payments.format_mp_time(now)
                 return copy.deepcopy(existing)
             payment_id = fields.get("payment_id")
-            payment = self.add_payment() if payment_id is None else self.get_payment(payment_id)
+            payment = (
+                self.add_payment(owner=owner)
+                if payment_id is None
+                else self.get_payment(payment_id)
+            )
             if payment is None:
                 raise ValueError(f"payment {payment_id!r} does not exist")
+            self._own(CHARGEBACK, chargeback_id, owner or self.owner_of(PAYMENT, payment["id"]))
             chargeback = mp_orders.new_chargeback(chargeback_id, now, payment, fields)
             self._chargebacks[chargeback_id] = chargeback
             logger.info("chargeback %s created on payment %s", chargeback_id, payment["id"])
@@ -229,9 +258,11 @@ class SandboxState(FaultInjection, ContactBook):
 
     def add_preapproval(self, **fields: Any) -> dict[str, Any]:
         """Create a subscription, or update it when `id` exists; return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             preapproval_id = str(fields.get("id") or mp_preapprovals.new_preapproval_id())
+            self._own(PREAPPROVAL, preapproval_id, owner)
             existing = self._preapprovals.get(preapproval_id)
             if existing is None:
                 preapproval = mp_preapprovals.new_preapproval(preapproval_id, now, fields)
@@ -252,6 +283,7 @@ class SandboxState(FaultInjection, ContactBook):
         return a copy. Its payment (in `payment_status`, default approved) is `payment_id`'s,
         else a new one of the subscriber for the subscription's amount; a `scheduled` charge
         has none yet. An update moves the charge's payment to `payment_status` too."""
+        owner = fields.pop("owner", None)
         with self._lock:
             charge_id = _numeric_id(fields.get("id"), "authorized payment")
             existing = self._authorized_payments.get(charge_id) if charge_id else None
@@ -259,7 +291,8 @@ class SandboxState(FaultInjection, ContactBook):
             preapproval = self._preapprovals.get(str(preapproval_id))
             if preapproval is None:
                 raise ValueError(f"preapproval {preapproval_id!r} does not exist")
-            payment = self._charge_payment(preapproval, fields, existing)
+            owner = owner or self.owner_of(PREAPPROVAL, preapproval["id"])
+            payment = self._charge_payment(preapproval, fields, existing, owner)
             now = mp_payments.format_mp_time(self._tick())
             if existing is not None:
                 return copy.deepcopy(
@@ -267,13 +300,18 @@ class SandboxState(FaultInjection, ContactBook):
                 )
             charge_id = charge_id or self._next_charge_id
             self._next_charge_id = max(self._next_charge_id, charge_id + 1)
+            self._own(AUTHORIZED_PAYMENT, charge_id, owner)
             charge = mp_charges.new_authorized_payment(charge_id, now, preapproval, payment, fields)
             self._authorized_payments[charge_id] = charge
             logger.info("authorized payment %s of preapproval %s", charge_id, preapproval_id)
             return copy.deepcopy(charge)
 
     def _charge_payment(
-        self, preapproval: dict[str, Any], fields: Mapping[str, Any], charge: dict | None
+        self,
+        preapproval: dict[str, Any],
+        fields: Mapping[str, Any],
+        charge: dict | None,
+        owner: str | None,
     ) -> dict[str, Any] | None:
         """The payment a charge made, created or moved to `payment_status` as asked."""
         status = fields.get("payment_status")
@@ -287,6 +325,7 @@ class SandboxState(FaultInjection, ContactBook):
             return None  # an update without a payment, or a charge not attempted yet
         recurring = preapproval.get("auto_recurring") or {}
         return self.add_payment(
+            owner=owner,
             status=status or "approved",
             transaction_amount=recurring.get("transaction_amount", 100.0),
             currency_id=recurring.get("currency_id", "BRL"),
@@ -308,6 +347,7 @@ class SandboxState(FaultInjection, ContactBook):
 
     def add_claim(self, **fields: Any) -> dict[str, Any]:
         """Create a claim on a payment (`resource_id`), or update it when `id` exists."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             claim_id = str(fields.get("id") or self._ids.randrange(5_000_000_000, 5_999_999_999))
@@ -317,6 +357,7 @@ class SandboxState(FaultInjection, ContactBook):
                 self._claims[claim_id] = claim
             else:
                 claim.update({k: v for k, v in fields.items() if k != "id"}, last_updated=now)
+            self._own(CLAIM, claim_id, owner or self.owner_of(PAYMENT, claim["resource_id"]))
             return copy.deepcopy(claim)
 
     def get_claim(self, claim_id: str) -> dict[str, Any] | None:
