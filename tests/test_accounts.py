@@ -207,6 +207,20 @@ def test_a_notification_signed_for_another_account_is_refused(app, client) -> No
     assert events() == []
 
 
+def test_an_account_without_a_secret_is_refused_where_signatures_are_required(app, client) -> None:
+    create_account("bare", with_secrets=False)
+
+    unsigned_in_testing = post_to(client, "bare", 123, None)
+    app.config["REQUIRE_SIGNATURES"] = True  # as ProductionConfig
+    unsigned_in_production = post_to(client, "bare", 124, None)
+
+    assert ProductionConfig.REQUIRE_SIGNATURES is True
+    assert unsigned_in_testing.status_code == 200  # development and tests: as before
+    assert unsigned_in_production.status_code == 503
+    assert "no webhook secret" in unsigned_in_production.json["error"]
+    assert [e.resource_id for e in events()] == ["123"]
+
+
 def test_webhook_ids_are_unique_per_account(app, client) -> None:
     a, b = create_account("shop-a"), create_account("shop-b")
 

@@ -124,6 +124,21 @@ def receive_for(account: accounts.AccountSettings) -> ResponseReturnValue:
                 "ipn_refused",
                 notification.type,
             )
+    elif (
+        config["MP_VERIFY_SIGNATURES"]
+        and not config["MP_WEBHOOK_SECRET"]
+        and config.get("REQUIRE_SIGNATURES")
+    ):
+        # Production checks the environment's secret at start-up (Config.validate), but an
+        # account's own is only known here: without one, refuse rather than accept unsigned.
+        # 503: MercadoPago delivers it again, and it goes through once the secret is set.
+        logger.error("account %s has no webhook secret: notification refused", account.slug)
+        return reject(
+            "this account has no webhook secret: its notifications cannot be verified",
+            503,
+            "signature",
+            notification.type,
+        )
     elif config["MP_VERIFY_SIGNATURES"] and config["MP_WEBHOOK_SECRET"]:
         try:
             check_signed_parts(notification)
