@@ -66,6 +66,8 @@ def add_merchant_order() -> Response:
 def add_chargeback() -> Response:
     """Create or update a chargeback: {"payment_id"?, "id"?, any chargeback field}."""
     return json_response(get_state().add_chargeback(**_body()), 200)
+
+
 @bp.post("/preapprovals")
 def add_preapproval() -> Response:
     """Create or update a subscription (preapproval): a JSON object, `id` to update."""
@@ -84,6 +86,30 @@ def add_authorized_payment() -> Response:
 def add_claim() -> Response:
     """Create or update a claim on a payment (`resource_id`): a JSON object."""
     return json_response(get_state().add_claim(**_body()), 200)
+
+
+@bp.post("/tenants")
+def add_tenant() -> Response:
+    """Register a tenant: {"mp_access_token"?: a seller's MercadoPago token, "ghl_token"? and
+    "ghl_location_id"?: a GoHighLevel location token and its location}. Once any is
+    registered, only registered tokens (and the startup ones) are accepted; a resource
+    created with {"owner": <mp_access_token>} is that seller's alone (tenants.py).
+    Forgotten by /_sandbox/reset. Answers every registered tenant."""
+    body = _body()
+    state = get_state()
+    if not any(body.get(name) for name in ("mp_access_token", "ghl_token", "ghl_location_id")):
+        raise ValueError("give mp_access_token, or ghl_token with ghl_location_id, or all three")
+    if body.get("ghl_token") or body.get("ghl_location_id"):
+        state.register_ghl_token(body.get("ghl_token"), body.get("ghl_location_id"))
+    if body.get("mp_access_token"):
+        state.register_mp_token(body["mp_access_token"])
+    return json_response(state.tenants(), 200)
+
+
+@bp.get("/tenants")
+def tenants() -> Response:
+    """The registered tokens: {"mercadopago": [...], "gohighlevel": {token: location}}."""
+    return json_response(get_state().tenants(), 200)
 
 
 @bp.post("/faults")
@@ -173,6 +199,6 @@ def contacts() -> Response:
 
 @bp.post("/reset")
 def reset() -> Response:
-    """Forget everything (tokens stay)."""
+    """Forget everything, registered tenants too (the startup tokens stay)."""
     get_state().reset()
     return json_response({"ok": True}, 200)

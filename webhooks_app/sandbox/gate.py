@@ -30,6 +30,13 @@ def json_response(body: Any, status: int, headers: dict[str, str] | None = None)
     return response
 
 
+def bearer_token() -> str | None:
+    """The request's bearer token (`Authorization: Bearer <token>`), or None."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def mark_api_call(api: str, key: str | None = None) -> None:
     """Flag this request as an API call, so that it is logged when answered."""
     g.sandbox_api = api
@@ -104,6 +111,7 @@ def _log_api_call(response: Response) -> Response:
         status=response.status_code,
         body=request.get_json(silent=True),
         key=g.get("sandbox_key"),
+        token=bearer_token(),
         outcome=outcome,
         started=g.get("sandbox_started", RealClock.time()),
     )

@@ -5,6 +5,7 @@ Routes, statuses and bodies follow GoHighLevel's OpenAPI document
 upsert answers 200 with {new, contact, traceId}, add tags 201 and remove tags 200
 with {tags}. Every answer past authentication carries the rate-limit headers
 (https://marketplace.gohighlevel.com/docs/other/rate-limits); a 429 has no Retry-After.
+A location token works in its own location only (403 elsewhere; tenants.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from . import contacts as ghl_contacts
 from .faults import GOHIGHLEVEL
-from .gate import admit, get_state, json_response, mark_api_call, set_call_key
+from .gate import admit, bearer_token, get_state, json_response, mark_api_call, set_call_key
+from .tenants import WRONG_LOCATION
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,9 @@ def ghl_error(status: int, message: Any = None) -> dict:
 
 
 def _check_headers() -> Response | None:
-    """401 without a bearer token (the configured one, if any); 400 without `Version`."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    expected = get_state().ghl_token
-    if scheme.lower() != "bearer" or not token.strip() or (expected and token.strip() != expected):
+    """401 without a bearer token (one the sandbox knows, if any); 400 without `Version`."""
+    token = bearer_token()
+    if token is None or not get_state().ghl_token_accepted(token):
         return json_response(ghl_error(401, "Invalid JWT"), 401)
     version = request.headers.get("Version")
     if not version:
@@ -49,6 +50,16 @@ def _check_headers() -> Response | None:
     if version != API_VERSION:
         return json_response(ghl_error(400, f"version must be {API_VERSION}"), 400)
     return None
+
+
+def _check_location(location_id: Any) -> Response | None:
+    """403 when the caller's location token is another location's (tenants.py); a body
+    without a location is left to the validation (422)."""
+    if not isinstance(location_id, str) or not location_id:
+        return None
+    if get_state().ghl_location_allowed(bearer_token() or "", location_id):
+        return None
+    return json_response(ghl_error(403, WRONG_LOCATION), 403)
 
 
 def _contact_gate(
@@ -64,7 +75,9 @@ def _contact_gate(
     email = (contact.get("emailLowerCase") or contact.get("phone")) if contact else None
     set_call_key(email)
     location = contact["locationId"] if contact else UNKNOWN_LOCATION
-    refusal = admit(GOHIGHLEVEL, email, ghl_error, bucket=location, action=action)
+    refusal = (contact and _check_location(location)) or admit(
+        GOHIGHLEVEL, email, ghl_error, bucket=location, action=action
+    )
     if refusal is not None:
         return None, refusal
     if contact is None:
@@ -100,7 +113,9 @@ def upsert_contact() -> Response:
     if refusal is not None:
         return refusal
     location = body.get("locationId") if isinstance(body, dict) else None
-    refusal = admit(GOHIGHLEVEL, key, ghl_error, bucket=str(location or UNKNOWN_LOCATION))
+    refusal = _check_location(location) or admit(
+        GOHIGHLEVEL, key, ghl_error, bucket=str(location or UNKNOWN_LOCATION)
+    )
     if refusal is not None:
         return refusal
     errors = ghl_contacts.upsert_errors(body)

@@ -210,8 +210,10 @@ class FaultInjection:
         key: str | None,
         outcome: str,
         started: float,
+        token: str | None = None,
     ) -> None:
-        """Append one API call to the log."""
+        """Append one API call to the log; `token` is its bearer token (which tenant called:
+        the sandbox's tokens are no secrets)."""
         entry = {
             "time": started,
             "duration": round(RealClock.time() - started, 6),
@@ -222,6 +224,7 @@ class FaultInjection:
             "status": status,
             "json": copy.deepcopy(body),
             "key": key,
+            "token": token,
             "outcome": outcome,
         }
         with self._lock:

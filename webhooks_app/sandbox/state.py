@@ -1,6 +1,7 @@
 """The sandbox's in-memory state: the resources of both APIs (payments, orders, chargebacks,
-subscriptions and their charges, claims, contacts); faults and the call log come from
-`injection.FaultInjection`.
+subscriptions and their charges, claims); GoHighLevel's contacts from
+`contact_book.ContactBook`, faults and the call log from `injection.FaultInjection`, the
+tenants (registered tokens, who owns which resource) from `tenants.Tenants`.
 
 One re-entrant lock guards everything, because the server answers each request
 in its own thread and tests change the state from yet another thread. Nothing
@@ -13,17 +14,16 @@ import copy
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import authorized_payments as mp_charges
 from . import claims as mp_claims
-from . import contacts as ghl_contacts
 from . import orders as mp_orders
 from . import payments as mp_payments
 from . import preapprovals as mp_preapprovals
+from .contact_book import ContactBook
 from .faults import (
     GHL_BURST_SECONDS,
     GOHIGHLEVEL,
@@ -35,6 +35,15 @@ from .faults import (
     RealClock,
 )
 from .injection import FaultInjection
+from .tenants import (
+    AUTHORIZED_PAYMENT,
+    CHARGEBACK,
+    CLAIM,
+    MERCHANT_ORDER,
+    PAYMENT,
+    PREAPPROVAL,
+    Tenants,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +68,13 @@ def _numeric_id(raw: Any, what: str) -> int | None:
         raise ValueError(f"{what} id must be numeric, got {raw!r}") from None
 
 
-class SandboxState(FaultInjection):
+class SandboxState(FaultInjection, ContactBook, Tenants):
     """Everything the sandbox remembers, safe to use from any thread.
 
-    `access_token` / `ghl_token`: when set, the MercadoPago / GoHighLevel routes
-    accept only that bearer token; otherwise any non-empty token.
+    `access_token` / `ghl_token`: when set, the MercadoPago / GoHighLevel routes accept that
+    bearer token (and the registered ones, see tenants.py); with neither, any non-empty one.
+    Every `add_*` takes `owner=<registered access token>`: the seller the resource belongs to
+    (one made from another, e.g. a chargeback's new payment, gets the same owner).
     """
 
     def __init__(self, access_token: str | None = None, ghl_token: str | None = None) -> None:
@@ -82,8 +93,10 @@ class SandboxState(FaultInjection):
     # -- lifecycle -----------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget payments, contacts, faults, limits, latency and calls (tokens stay)."""
+        """Forget payments, contacts, faults, limits, latency, calls and registered tenants
+        (the tokens the sandbox was started with stay)."""
         with self._lock:
+            self._reset_tenants()
             self._payments: dict[int, dict[str, Any]] = {}
             self._merchant_orders: dict[int, dict[str, Any]] = {}
             self._chargebacks: dict[str, dict[str, Any]] = {}
@@ -122,6 +135,7 @@ class SandboxState(FaultInjection):
 
     def add_payment(self, **fields: Any) -> dict[str, Any]:
         """Create a payment, or update it when `id` exists; return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             raw_id = fields.get("id")
@@ -132,6 +146,7 @@ class SandboxState(FaultInjection):
                     payment_id = int(raw_id)
                 except (TypeError, ValueError):
                     raise ValueError(f"payment id must be numeric, got {raw_id!r}") from None
+            self._own(PAYMENT, payment_id, owner)
             self._next_payment_id = max(self._next_payment_id, payment_id + 1)
             existing = self._payments.get(payment_id)
             if existing is None:
@@ -158,10 +173,14 @@ class SandboxState(FaultInjection):
         with self._lock:
             return copy.deepcopy(list(self._payments.values()))
 
-    def search_payments(self, args: Mapping[str, str]) -> dict[str, Any]:
-        """Answer a `/v1/payments/search` query; raise ValueError for bad parameters."""
+    def search_payments(self, args: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
+        """Answer a `/v1/payments/search` query (only the payments `token` may read, if given);
+        raise ValueError for bad parameters."""
         with self._lock:
-            result = mp_payments.search_payments(self._payments.values(), args, datetime.now(UTC))
+            mine = [p for p in self._payments.values() if self.readable(PAYMENT, p["id"], token)]
+            result = mp_payments.search_payments(
+                self._payments.values() if token is None else mine, args, datetime.now(UTC)
+            )
             return copy.deepcopy(result)
 
     # -- MercadoPago merchant orders and chargebacks -------------------------------
@@ -169,11 +188,12 @@ class SandboxState(FaultInjection):
     def add_merchant_order(self, **fields: Any) -> dict[str, Any]:
         """Create (or replace) a merchant order listing the payments `payment_ids` (one new
         approved payment if none are given); return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             payment_ids = fields.get("payment_ids")
             if payment_ids is None:
-                payments = [self.add_payment()]
+                payments = [self.add_payment(owner=owner)]
             else:
                 payments = []
                 for payment_id in payment_ids:
@@ -183,6 +203,7 @@ class SandboxState(FaultInjection):
                     payments.append(payment)
             order_id = int(fields["id"]) if fields.get("id") is not None else self._next_order_id
             self._next_order_id = max(self._next_order_id, order_id + 1)
+            self._own(MERCHANT_ORDER, order_id, owner or self.owner_of(PAYMENT, payments[0]["id"]))
             order = mp_orders.new_merchant_order(order_id, now, payments, fields)
             self._merchant_orders[order_id] = order
             logger.info("merchant order %s stored (%d payments)", order_id, len(payments))
@@ -201,6 +222,7 @@ class SandboxState(FaultInjection):
     def add_chargeback(self, **fields: Any) -> dict[str, Any]:
         """Create or update a chargeback against `payment_id` (a new approved payment if
         none is given); return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = self._tick()
             chargeback_id = str(fields.get("id") or self._next_chargeback_id)
@@ -208,13 +230,19 @@ class SandboxState(FaultInjection):
                 self._next_chargeback_id = max(self._next_chargeback_id, int(chargeback_id) + 1)
             existing = self._chargebacks.get(chargeback_id)
             if existing is not None:
+                self._own(CHARGEBACK, chargeback_id, owner)
                 existing.update({k: v for k, v in fields.items() if k not in ("id", "payment_id")})
                 existing["date_last_updated"] = mp_payments.format_mp_time(now)
                 return copy.deepcopy(existing)
             payment_id = fields.get("payment_id")
-            payment = self.add_payment() if payment_id is None else self.get_payment(payment_id)
+            payment = (
+                self.add_payment(owner=owner)
+                if payment_id is None
+                else self.get_payment(payment_id)
+            )
             if payment is None:
                 raise ValueError(f"payment {payment_id!r} does not exist")
+            self._own(CHARGEBACK, chargeback_id, owner or self.owner_of(PAYMENT, payment["id"]))
             chargeback = mp_orders.new_chargeback(chargeback_id, now, payment, fields)
             self._chargebacks[chargeback_id] = chargeback
             logger.info("chargeback %s created on payment %s", chargeback_id, payment["id"])
@@ -225,13 +253,16 @@ class SandboxState(FaultInjection):
         with self._lock:
             chargeback = self._chargebacks.get(str(chargeback_id))
             return copy.deepcopy(chargeback) if chargeback is not None else None
+
     # -- MercadoPago subscriptions (preapprovals) -----------------------------------
 
     def add_preapproval(self, **fields: Any) -> dict[str, Any]:
         """Create a subscription, or update it when `id` exists; return a copy of it."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             preapproval_id = str(fields.get("id") or mp_preapprovals.new_preapproval_id())
+            self._own(PREAPPROVAL, preapproval_id, owner)
             existing = self._preapprovals.get(preapproval_id)
             if existing is None:
                 preapproval = mp_preapprovals.new_preapproval(preapproval_id, now, fields)
@@ -252,6 +283,7 @@ class SandboxState(FaultInjection):
         return a copy. Its payment (in `payment_status`, default approved) is `payment_id`'s,
         else a new one of the subscriber for the subscription's amount; a `scheduled` charge
         has none yet. An update moves the charge's payment to `payment_status` too."""
+        owner = fields.pop("owner", None)
         with self._lock:
             charge_id = _numeric_id(fields.get("id"), "authorized payment")
             existing = self._authorized_payments.get(charge_id) if charge_id else None
@@ -259,7 +291,8 @@ class SandboxState(FaultInjection):
             preapproval = self._preapprovals.get(str(preapproval_id))
             if preapproval is None:
                 raise ValueError(f"preapproval {preapproval_id!r} does not exist")
-            payment = self._charge_payment(preapproval, fields, existing)
+            owner = owner or self.owner_of(PREAPPROVAL, preapproval["id"])
+            payment = self._charge_payment(preapproval, fields, existing, owner)
             now = mp_payments.format_mp_time(self._tick())
             if existing is not None:
                 return copy.deepcopy(
@@ -267,13 +300,18 @@ class SandboxState(FaultInjection):
                 )
             charge_id = charge_id or self._next_charge_id
             self._next_charge_id = max(self._next_charge_id, charge_id + 1)
+            self._own(AUTHORIZED_PAYMENT, charge_id, owner)
             charge = mp_charges.new_authorized_payment(charge_id, now, preapproval, payment, fields)
             self._authorized_payments[charge_id] = charge
             logger.info("authorized payment %s of preapproval %s", charge_id, preapproval_id)
             return copy.deepcopy(charge)
 
     def _charge_payment(
-        self, preapproval: dict[str, Any], fields: Mapping[str, Any], charge: dict | None
+        self,
+        preapproval: dict[str, Any],
+        fields: Mapping[str, Any],
+        charge: dict | None,
+        owner: str | None,
     ) -> dict[str, Any] | None:
         """The payment a charge made, created or moved to `payment_status` as asked."""
         status = fields.get("payment_status")
@@ -287,6 +325,7 @@ class SandboxState(FaultInjection):
             return None  # an update without a payment, or a charge not attempted yet
         recurring = preapproval.get("auto_recurring") or {}
         return self.add_payment(
+            owner=owner,
             status=status or "approved",
             transaction_amount=recurring.get("transaction_amount", 100.0),
             currency_id=recurring.get("currency_id", "BRL"),
@@ -308,6 +347,7 @@ class SandboxState(FaultInjection):
 
     def add_claim(self, **fields: Any) -> dict[str, Any]:
         """Create a claim on a payment (`resource_id`), or update it when `id` exists."""
+        owner = fields.pop("owner", None)
         with self._lock:
             now = mp_payments.format_mp_time(self._tick())
             claim_id = str(fields.get("id") or self._ids.randrange(5_000_000_000, 5_999_999_999))
@@ -317,6 +357,7 @@ class SandboxState(FaultInjection):
                 self._claims[claim_id] = claim
             else:
                 claim.update({k: v for k, v in fields.items() if k != "id"}, last_updated=now)
+            self._own(CLAIM, claim_id, owner or self.owner_of(PAYMENT, claim["resource_id"]))
             return copy.deepcopy(claim)
 
     def get_claim(self, claim_id: str) -> dict[str, Any] | None:
@@ -324,80 +365,6 @@ class SandboxState(FaultInjection):
         with self._lock:
             claim = self._claims.get(str(claim_id))
             return copy.deepcopy(claim) if claim is not None else None
-
-    # -- GoHighLevel contacts ------------------------------------------------------
-
-    def upsert_contact(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create or update the contact matched by e-mail, else phone; return (contact, is_new).
-
-        GHL matches by the location's "Allow Duplicate Contact" order; the sandbox
-        uses e-mail first, then phone.
-        The body must already be valid (see `contacts.upsert_errors`).
-        """
-        with self._lock:
-            now = ghl_contacts.format_ghl_time(self._tick())
-            location = body["locationId"]
-            keys = ghl_contacts.match_keys(body)
-            contact_id = next(
-                (
-                    self._contact_index[(location, *key)]
-                    for key in keys
-                    if (location, *key) in self._contact_index
-                ),
-                None,
-            )
-            if contact_id is None:
-                contact_id = ghl_contacts.new_contact_id(self._ids)
-                contact = ghl_contacts.new_contact(contact_id, body, now)
-                self._contacts[contact_id] = contact
-                is_new = True
-            else:
-                contact = ghl_contacts.apply_upsert(self._contacts[contact_id], body, now)
-                is_new = False
-            for key in ghl_contacts.match_keys(contact):
-                self._contact_index.setdefault((location, *key), contact_id)
-            return copy.deepcopy(contact), is_new
-
-    def get_contact(self, contact_id: str) -> dict[str, Any] | None:
-        """A copy of the contact, or None."""
-        with self._lock:
-            contact = self._contacts.get(contact_id)
-            return copy.deepcopy(contact) if contact is not None else None
-
-    def find_contact(self, email: str, location_id: str | None = None) -> dict[str, Any] | None:
-        """A copy of the contact with this e-mail (in `location_id`, if given), or None."""
-        email = email.strip().lower()
-        with self._lock:
-            for contact in self._contacts.values():
-                if contact.get("emailLowerCase") == email and location_id in (
-                    None,
-                    contact["locationId"],
-                ):
-                    return copy.deepcopy(contact)
-            return None
-
-    def contacts(self) -> list[dict[str, Any]]:
-        """Copies of every contact, oldest first."""
-        with self._lock:
-            return copy.deepcopy(list(self._contacts.values()))
-
-    def change_tags(self, contact_id: str, tags: list[str], *, add: bool) -> list[str] | None:
-        """Add or remove normalised tags; return the contact's tags, or None if unknown."""
-        with self._lock:
-            contact = self._contacts.get(contact_id)
-            if contact is None:
-                return None
-            if add:
-                result = ghl_contacts.add_tags(contact, tags)
-            else:
-                result = ghl_contacts.remove_tags(contact, tags)
-            contact["dateUpdated"] = ghl_contacts.format_ghl_time(self._tick())
-            return result
-
-    @staticmethod
-    def new_trace_id() -> str:
-        """A trace id like the ones GoHighLevel returns."""
-        return str(uuid.uuid4())
 
 
 __all__ = ["GOHIGHLEVEL", "MERCADOPAGO", "SandboxState"]
