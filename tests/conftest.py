@@ -54,6 +54,13 @@ TABLES = (
     "processing_pause_log",
 )
 
+RESET_DEFAULT_ACCOUNT = (
+    "UPDATE accounts SET name = 'Default account', enabled = TRUE,"
+    " mp_access_token_encrypted = NULL, mp_webhook_secret_encrypted = NULL,"
+    " ghl_location_id = NULL, ghl_api_token_encrypted = NULL, status_tags = NULL,"
+    " tag_mode = NULL, custom_fields = NULL, retention_days = NULL, api_token_hash = NULL"
+    " WHERE id = 1"
+)
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
@@ -98,12 +105,19 @@ def app(sandbox: SandboxServer, _schema: None) -> Iterator[Flask]:
         with db.engine.begin() as connection:
             for table in TABLES:
                 connection.execute(text(f"DELETE FROM {table}"))
+            # Every account but the default one, which gets back its empty settings (from
+            # the environment), as the migration made it.
+            connection.execute(text("DELETE FROM accounts WHERE id <> 1"))
+            connection.execute(text(RESET_DEFAULT_ACCOUNT))
         # Its own client: the app's fails fast (REDIS_SOCKET_TIMEOUT, 0.5 s), and emptying a
         # database a heavy test filled can take longer than that on a loaded machine.
         with Redis.from_url(app.config["REDIS_URL"], socket_timeout=30) as redis:
             redis.flushdb()
         yield app
         db.session.remove()
+        # Each test's app has its own engine: give its connections back now rather than at
+        # garbage collection (PostgreSQL allows 100, shared by every run on the machine).
+        db.engine.dispose()
 
 
 @pytest.fixture

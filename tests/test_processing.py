@@ -111,7 +111,7 @@ def test_one_event_is_one_checkout_and_three_transactions(app, client, sandbox):
     assert len(checkouts) == 1
     if postgresql:
         assert statements == [
-            (["SELECT", "webhook_events.id,", "webhook_events.status,"], True),
+            (["SELECT", "webhook_events.id,", "webhook_events.account_id,"], True),
             (["WITH", "claimed", "AS"], True),
             (["WITH", "upserted", "AS"], True),
             # The contact's payments, read under its lock (GHL_TAG_MODE=replace).
