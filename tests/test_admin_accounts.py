@@ -57,6 +57,7 @@ def app(app, sandbox):
         yield admin_app
         _delete_other_accounts()
         db.session.remove()
+        db.engine.dispose()  # PostgreSQL's connections are shared with parallel runs
 
 
 def token(client, path: str = "/admin/accounts/default") -> str:
@@ -68,8 +69,8 @@ def token(client, path: str = "/admin/accounts/default") -> str:
 
 def second_account(slug: str = "shop-b", **values):
     """Another account, made as the API and the CLI make one."""
-    fields = {**SECRETS, "ghl_location_id": f"loc-{slug}", **values}
-    return create_account(slug, f"Shop {slug}", **fields)
+    fields = {"name": f"Shop {slug}", **SECRETS, "ghl_location_id": f"loc-{slug}", **values}
+    return create_account(slug, **fields)
 
 
 def form_for(slug: str, **overrides) -> dict[str, str]:
@@ -495,3 +496,10 @@ def test_the_event_page_of_another_accounts_event_says_whose_it_is(app, client):
     assert 'href="/admin/events?account=shop-b"' in page
     assert event.id not in listed_events(client, "account=default")
     assert db.session.get(WebhookEvent, event.id).account_id == b.id
+
+
+def test_an_accounts_name_is_escaped(app, client):
+    second_account(name="<script>alert(1)</script>")
+    for path in ("/admin/accounts", "/admin/accounts/shop-b"):
+        page = client.get(path, headers=AUTH).text
+        assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page, path
