@@ -32,6 +32,9 @@ HTML_PAGES = [
     "/admin/subscriptions",
     "/admin/alerts",
     "/admin/stats",
+    "/admin/accounts",
+    "/admin/accounts/new",
+    "/admin/accounts/default",
     "/rq/",
     "/rq/0/view/workers",
 ]

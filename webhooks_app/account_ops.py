@@ -51,6 +51,9 @@ PLAIN_FIELDS = (
 # until it is pasted back, the account's notifications are refused (401) and MercadoPago
 # delivers them again later.
 REQUIRED = ("mp_access_token", "ghl_location_id", "ghl_api_token")
+# Slugs an account cannot take: `default` is the default account's, and the admin's
+# /admin/accounts/new would hide an account called `new`.
+RESERVED_SLUGS = (DEFAULT_SLUG, "new")
 
 
 def find_account(slug: str) -> Account | None:
@@ -121,6 +124,8 @@ def create_account(slug: str, name: str, **values: Any) -> Account:
     validate_slug(slug)
     if slug == DEFAULT_SLUG:
         raise AccountError("the slug 'default' is the default account's")
+    if slug in RESERVED_SLUGS:
+        raise AccountError(f"the slug {slug!r} is reserved: choose another")
     cleaned = _clean({"name": name, **values})
     missing = [field for field in REQUIRED if not cleaned.get(field)]
     if missing:
@@ -181,6 +186,21 @@ def rotate_webhook_secret(account: Account, new_secret: str, *, keep_previous: b
     account.set_secret("mp_webhook_secret", ",".join(secrets_now))
     _commit(account)
     logger.info("account %s (%s): webhook secret rotated", account.id, account.slug)
+
+
+def finish_webhook_secret_rotation(account: Account) -> bool:
+    """Stop accepting the previous webhook secret(s): only the newest stays. Returns whether
+    a rotation was in progress (False: nothing to finish)."""
+    secrets_now = (secret_box.decrypt(account.mp_webhook_secret_encrypted) or "").split(",")
+    if len(secrets_now) < 2:
+        return False
+    rotate_webhook_secret(account, secrets_now[0], keep_previous=False)
+    return True
+
+
+def rotation_in_progress(account: Account) -> bool:
+    """Whether the account accepts a previous webhook secret besides the newest one."""
+    return "," in (secret_box.decrypt(account.mp_webhook_secret_encrypted) or "")
 
 
 def issue_api_token(account: Account) -> str:

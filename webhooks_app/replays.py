@@ -97,15 +97,18 @@ class RetryReport:
         return text
 
 
-def retry_ids(ids: Iterable[int], *, force: bool = False) -> RetryReport:
-    """Retry these events (a `success` one only with `force`); unknown ids are reported."""
+def retry_ids(
+    ids: Iterable[int], *, force: bool = False, account_id: int | None = None
+) -> RetryReport:
+    """Retry these events (a `success` one only with `force`); unknown ids are reported.
+    With `account_id`, another account's events are reported as missing, not retried."""
     wanted = list(dict.fromkeys(ids))
     # Ids no row can have never reach the database (SQLite cannot even bind them).
     possible = [event_id for event_id in wanted if 0 < event_id <= MAX_ID]
-    events = {
-        event.id: event
-        for event in db.session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(possible)))
-    }
+    query = select(WebhookEvent).where(WebhookEvent.id.in_(possible))
+    if account_id is not None:
+        query = query.where(WebhookEvent.account_id == account_id)
+    events = {event.id: event for event in db.session.scalars(query)}
     report = RetryReport()
     for event_id in wanted:
         event = events.get(event_id)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -28,12 +29,14 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
+from ..accounts import DEFAULT_ACCOUNT_ID
 from ..auth import UNSAFE_METHODS, ensure_secret_key, require_admin
 from ..charts import bar_chart, column_chart
 from ..extensions import csrf
 from ..filters import (
     EVENT_FILTER_PARAMS,
     FilterError,
+    parse_account,
     parse_bool,
     parse_event_filter,
     parse_int,
@@ -57,6 +60,7 @@ STATS_WINDOWS = (1, 3, 6, 12, 24)
 # The stats page reloads itself this often: a wall display needs no clicking.
 STATS_REFRESH_SECONDS = 30
 BADGES = {status: f"badge-{status}" for status in EventStatus.ALL}
+T = TypeVar("T")
 
 
 def init_app(app: Flask) -> None:
@@ -205,8 +209,14 @@ def retry_selected() -> ResponseReturnValue:
         abort(400, "event ids must be whole numbers")
     if not ids:
         flash("No event selected: tick the events to retry first.", "error")
+        return redirect(_back_to_list())
+    try:
+        # A list narrowed to one account retries that account's events only.
+        account_id = parse_account(request.form.get("account") or None)
+    except FilterError as exc:
+        flash(f"Not retried: {exc}", "error")
     else:
-        _flash_report(retry_ids(ids, force=_force()))
+        _flash_report(retry_ids(ids, force=_force(), account_id=account_id))
     return redirect(_back_to_list())
 
 
@@ -256,7 +266,7 @@ def payments() -> ResponseReturnValue:
 @bp.get("/payments/<mp_id>")
 def payment(mp_id: str) -> ResponseReturnValue:
     """One payment: status, amount, payer, GoHighLevel contact and tags, its events."""
-    found = find_payment(mp_id)
+    found = find_in_account(find_payment, mp_id)
     if found is None:
         abort(404)
     return render_template("admin/payment.html", payment=found, events=payment_events(found))
@@ -303,6 +313,19 @@ def stats() -> ResponseReturnValue:
         windows=STATS_WINDOWS,
         refresh_seconds=STATS_REFRESH_SECONDS,
     )
+
+
+def find_in_account(finder: Callable[[str, int | None], T | None], mp_id: str) -> T | None:
+    """A resource page's row: of `?account=<slug>` (a MercadoPago id is unique within an
+    account only); without it the default account's, else any account's (the links of the
+    default account's rows carry no account, as its webhook URL carries none)."""
+    try:
+        account_id = parse_account(request.args.get("account") or None)
+    except FilterError as exc:
+        abort(404, str(exc))
+    if account_id is not None:
+        return finder(mp_id, account_id)
+    return finder(mp_id, DEFAULT_ACCOUNT_ID) or finder(mp_id, None)
 
 
 def _per_minute(counts: dict[str, int], width: int) -> dict[str, float]:
@@ -368,5 +391,6 @@ def erasure() -> ResponseReturnValue:
     return render_template("admin/erasure.html", erasures=recent_erasures())
 
 
-# Pages of pause/resume and of the other resources, on this blueprint (their own modules).
-from . import admin_processing, admin_resources  # noqa: E402, F401
+# Pages of pause/resume, of the other resources and of accounts, on this blueprint (their
+# own modules).
+from . import admin_accounts, admin_processing, admin_resources  # noqa: E402, F401
