@@ -503,3 +503,20 @@ def test_an_accounts_name_is_escaped(app, client):
     for path in ("/admin/accounts", "/admin/accounts/shop-b"):
         page = client.get(path, headers=AUTH).text
         assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page, path
+
+
+def test_the_stats_page_shows_one_account(app, client):
+    other = second_account()
+    add_event(status=EventStatus.FAILED, account_id=other.id)
+    add_event(status=EventStatus.FAILED, account_id=other.id)
+    add_event(status=EventStatus.SUCCESS)
+
+    page = client.get("/admin/stats?account=shop-b", headers=AUTH)
+    everyone = client.get("/admin/stats", headers=AUTH)
+    unknown = client.get("/admin/stats?account=nobody", headers=AUTH)
+
+    assert page.status_code == 200 and "Stats: shop-b" in page.text
+    assert re.search(r"Events \(all time\)</div><div class=\"card-value\">2<", page.text)
+    assert re.search(r"Events \(all time\)</div><div class=\"card-value\">3<", everyone.text)
+    assert '<option value="shop-b" selected' in page.text
+    assert unknown.status_code == 400

@@ -115,3 +115,24 @@ def test_dashboard_has_everything(app):
     assert data["total_events"] == 2 and data["success_rate"] == 0.5
     assert data["latency"]["p50"] == 2.0 and data["throughput"]["total"] == 2
     assert data["queue"]["error"] is None and data["window_hours"] == 1
+
+
+def test_the_dashboard_of_one_account_counts_its_events_only(app):
+    from accounts_support import create_account
+
+    other = create_account("shop-b")
+    add_event(status=EventStatus.SUCCESS, latency=2.0)
+    add_event(status=EventStatus.FAILED, account_id=other.id)
+    add_event(status=EventStatus.PENDING, account_id=other.id)
+
+    everyone, default, shop_b = (
+        dashboard(account_id=account_id) for account_id in (None, 1, other.id)
+    )
+
+    assert everyone["total_events"] == 3 and everyone["account_id"] is None
+    assert default["events"][EventStatus.SUCCESS] == 1 and default["total_events"] == 1
+    assert shop_b["events"][EventStatus.FAILED] == 1 and shop_b["total_events"] == 2
+    assert shop_b["latency"]["sample"] == 0 and default["latency"]["sample"] == 1
+    assert shop_b["oldest_pending"]["received_at"] is not None
+    assert default["oldest_pending"]["received_at"] is None
+    assert shop_b["throughput"]["total"] == 2

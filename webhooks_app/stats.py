@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis import RedisError
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
 from . import queueing
 from .accounts import all_account_ids
@@ -32,37 +32,50 @@ PERCENTILES = (50, 95, 99)
 MAX_BUCKETS = 120
 
 
-def event_counts() -> dict[str, int]:
+def _of(query: Select, model: Any, account_id: int | None) -> Select:
+    """The query narrowed to one account's rows (None: every account's)."""
+    return query if account_id is None else query.where(model.account_id == account_id)
+
+
+def event_counts(account_id: int | None = None) -> dict[str, int]:
     """Events by status, every status present (zero when none)."""
     counts = dict.fromkeys(EventStatus.ALL, 0)
     rows = db.session.execute(
-        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+        _of(select(WebhookEvent.status, func.count()), WebhookEvent, account_id).group_by(
+            WebhookEvent.status
+        )
     )
     counts.update({status: count for status, count in rows})
     return counts
 
 
-def summary() -> dict[str, object]:
+def summary(account_id: int | None = None) -> dict[str, object]:
     """Event counts, total, payments and the share of finished events that succeeded."""
-    counts = event_counts()
+    counts = event_counts(account_id)
     finished = counts[EventStatus.SUCCESS] + counts[EventStatus.FAILED]
+    payments = _of(select(func.count()).select_from(Payment), Payment, account_id)
     return {
         "events": counts,
         "total_events": sum(counts.values()),
-        "payments": db.session.scalar(select(func.count()).select_from(Payment)),
+        "payments": db.session.scalar(payments),
         "success_rate": round(counts[EventStatus.SUCCESS] / finished, 4) if finished else None,
     }
 
 
-def dashboard(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the stats page, `GET /api/stats` and `flask webhooks stats` show."""
+def dashboard(
+    hours: int = 1, now: datetime | None = None, account_id: int | None = None
+) -> dict[str, Any]:
+    """Everything the stats page, `GET /api/stats` and `flask webhooks stats` show; of one
+    account's events and payments if `account_id` is given (the queues and breakers are
+    shown whole)."""
     now = now or utcnow()
-    data: dict[str, Any] = summary()
+    data: dict[str, Any] = summary(account_id)
+    data["account_id"] = account_id
     data["window_hours"] = hours
-    data["throughput"] = throughput(hours, now)
-    data["latency"] = latency_percentiles(hours, now)
+    data["throughput"] = throughput(hours, now, account_id)
+    data["latency"] = latency_percentiles(hours, now, account_id)
     data["queue"] = queue_depth()
-    data["oldest_pending"] = oldest_pending(now)
+    data["oldest_pending"] = oldest_pending(now, account_id)
     data["breakers"] = breaker_states()  # h6: circuit breakers per upstream
     data["generated_at"] = isoformat(now)
     return data
@@ -77,15 +90,16 @@ def events_per_minute(hours: int = 1, now: datetime | None = None) -> dict[datet
 
 
 def events_per_minute_by_status(
-    hours: int = 1, now: datetime | None = None
+    hours: int = 1, now: datetime | None = None, account_id: int | None = None
 ) -> dict[datetime, dict[str, int]]:
     """Events received in each minute of the window, split by their status now."""
     now = now or utcnow()
     bucket = _minute_bucket(WebhookEvent.received_at)
+    query = select(bucket, WebhookEvent.status, func.count()).where(
+        WebhookEvent.received_at >= now - timedelta(hours=hours)
+    )
     rows = db.session.execute(
-        select(bucket, WebhookEvent.status, func.count())
-        .where(WebhookEvent.received_at >= now - timedelta(hours=hours))
-        .group_by(bucket, WebhookEvent.status)
+        _of(query, WebhookEvent, account_id).group_by(bucket, WebhookEvent.status)
     )
     counts: dict[datetime, dict[str, int]] = {}
     for minute, status, count in rows:
@@ -96,14 +110,16 @@ def events_per_minute_by_status(
     return counts
 
 
-def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
+def throughput(
+    hours: int = 1, now: datetime | None = None, account_id: int | None = None
+) -> dict[str, Any]:
     """Events per minute over the window, in at most MAX_BUCKETS buckets (oldest first).
 
     Each bucket's `per_minute` is the average rate over its minutes, and
     `by_status` splits its count by the events' current status.
     """
     now = now or utcnow()
-    per_minute = events_per_minute_by_status(hours, now)
+    per_minute = events_per_minute_by_status(hours, now, account_id)
     minutes = hours * 60
     width = max(1, math.ceil(minutes / MAX_BUCKETS))
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -134,20 +150,22 @@ def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def latency_percentiles(hours: int = 24, now: datetime | None = None) -> dict[str, Any]:
+def latency_percentiles(
+    hours: int = 24, now: datetime | None = None, account_id: int | None = None
+) -> dict[str, Any]:
     """Seconds from receipt to success (p50/p95/p99) of events received in the window.
 
     Measured on the most recent LATENCY_SAMPLE successes, so it costs the same
     on a million rows; `sample` says how many were measured.
     """
     now = now or utcnow()
+    query = select(WebhookEvent.received_at, WebhookEvent.processed_at).where(
+        WebhookEvent.status == EventStatus.SUCCESS,
+        WebhookEvent.received_at >= now - timedelta(hours=hours),
+        WebhookEvent.processed_at.is_not(None),
+    )
     rows = db.session.execute(
-        select(WebhookEvent.received_at, WebhookEvent.processed_at)
-        .where(
-            WebhookEvent.status == EventStatus.SUCCESS,
-            WebhookEvent.received_at >= now - timedelta(hours=hours),
-            WebhookEvent.processed_at.is_not(None),
-        )
+        _of(query, WebhookEvent, account_id)
         .order_by(WebhookEvent.received_at.desc())
         .limit(LATENCY_SAMPLE)
     )
@@ -204,12 +222,13 @@ def queue_depth() -> dict[str, Any]:
         }
 
 
-def oldest_pending(now: datetime | None = None) -> dict[str, Any]:
+def oldest_pending(now: datetime | None = None, account_id: int | None = None) -> dict[str, Any]:
     """The oldest `pending` event: when it was received and how long ago (seconds)."""
     now = now or utcnow()
-    received = db.session.scalar(
-        select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == EventStatus.PENDING)
+    query = select(func.min(WebhookEvent.received_at)).where(
+        WebhookEvent.status == EventStatus.PENDING
     )
+    received = db.session.scalar(_of(query, WebhookEvent, account_id))
     if received is None:
         return {"received_at": None, "age_seconds": None}
     if isinstance(received, str):  # SQLite's MIN() loses the column type

@@ -277,7 +277,12 @@ def stats() -> ResponseReturnValue:
     """Counts, success rate, throughput, latency, queue depth, oldest pending."""
     hours = request.args.get("hours", type=int)
     hours = hours if hours in STATS_WINDOWS else STATS_WINDOWS[0]
-    data = dashboard(hours)
+    account = request.args.get("account") or None
+    try:
+        account_id = parse_account(account)
+    except FilterError as exc:
+        abort(400, str(exc))
+    data = dashboard(hours, account_id=account_id)
     throughput = data["throughput"]
     width = throughput["bucket_minutes"]
     unit = " events/min" if width == 1 else f" events/min (avg over {width} min)"
@@ -310,6 +315,7 @@ def stats() -> ResponseReturnValue:
         data=data,
         charts=charts,
         hours=hours,
+        account=account,
         windows=STATS_WINDOWS,
         refresh_seconds=STATS_REFRESH_SECONDS,
     )
