@@ -9,7 +9,7 @@ import click
 from .cli import webhooks_cli
 from .erasure import ErasureError, forget
 from .filters import FilterError, parse_time
-from .retention import purge, retention_cutoff
+from .retention import accounts_text, purge, retention_groups
 
 
 @webhooks_cli.command("purge")
@@ -33,19 +33,26 @@ def purge_command(
     dry_run: bool,
 ) -> None:
     """Drop the stored copies (bodies, headers, tracebacks, payer data) of old finished events."""
-    if older_than is None:
-        cutoff = retention_cutoff()
-        if cutoff is None:
+    if older_than is None:  # each account's retention (RETENTION_DAYS unless its own)
+        groups = retention_groups()
+        if not groups:
             raise click.UsageError("RETENTION_DAYS is 0 (keep everything): give --older-than")
-    else:
+    else:  # every account's events
         try:
-            cutoff = parse_time("--older-than", older_than)
+            groups = [(parse_time("--older-than", older_than), None)]
         except FilterError as exc:
             raise click.UsageError(str(exc)) from None
-    report = purge(
-        cutoff, batch_size=batch_size, include_failed=include_failed, dry_run=dry_run, duty=duty
-    )
-    click.echo(("dry run: " if dry_run else "") + report.summary())
+    for cutoff, accounts in groups:
+        report = purge(
+            cutoff,
+            batch_size=batch_size,
+            include_failed=include_failed,
+            dry_run=dry_run,
+            duty=duty,
+            accounts=accounts,
+        )
+        whose = "" if accounts is None else f"[{accounts_text(accounts)}] "
+        click.echo(("dry run: " if dry_run else "") + whose + report.summary())
 
 
 @webhooks_cli.command("forget")

@@ -21,7 +21,7 @@ from .catchup import accounts_to_catch_up, catch_up_accounts
 from .extensions import db
 from .queueing import get_scheduler
 from .reconciler import reconcile
-from .retention import next_round_in, purge_round
+from .retention import next_round_in, purge_round, retention_groups
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def build_tasks(app: Flask, connection: Redis) -> list[Task]:
     ]
     if config["CATCH_UP_INTERVAL"] > 0 and _has_catch_up(app):
         tasks.append(Task("catch-up", config["CATCH_UP_INTERVAL"], catch_up_accounts))
-    if config["RETENTION_DAYS"] > 0:
+    if config["RETENTION_DAYS"] > 0 or _has_own_retention(app):
         tasks.append(
             Task("retention", config["RETENTION_INTERVAL"], purge_round, after=next_round_in)
         )
@@ -84,6 +84,18 @@ def _has_catch_up(app: Flask) -> bool:
             return bool(accounts_to_catch_up())
         except Exception:  # noqa: BLE001 - no database yet: the loop's tasks still run
             logger.exception("scheduler: accounts unavailable; catch-up left out")
+            return False
+        finally:
+            db.session.remove()
+
+
+def _has_own_retention(app: Flask) -> bool:
+    """Whether some account purges although the deployment keeps everything (read at start)."""
+    with app.app_context():
+        try:
+            return bool(retention_groups())
+        except Exception:  # noqa: BLE001 - no database yet: the loop's tasks still run
+            logger.exception("scheduler: accounts unavailable; retention left out")
             return False
         finally:
             db.session.remove()
