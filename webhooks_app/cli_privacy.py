@@ -6,6 +6,7 @@ import getpass
 
 import click
 
+from .accounts import by_slug
 from .cli import webhooks_cli
 from .erasure import ErasureError, forget
 from .filters import FilterError, parse_time
@@ -57,10 +58,17 @@ def purge_command(
 
 @webhooks_cli.command("forget")
 @click.option("--email", required=True, help="The payer's e-mail address.")
-def forget_command(email: str) -> None:
+@click.option("--account", help="Only this account's rows (slug); default: every account's.")
+def forget_command(email: str, account: str | None) -> None:
     """Erase a payer's personal data from every table (amounts, statuses and ids stay)."""
+    account_id = None
+    if account is not None:
+        settings = by_slug(account)
+        if settings is None:
+            raise click.UsageError(f"no account with the slug {account!r}")
+        account_id = settings.id
     try:
-        report = forget(email, surface="cli", requested_by=_os_user())
+        report = forget(email, surface="cli", requested_by=_os_user(), account_id=account_id)
     except ErasureError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(report.summary())
