@@ -12,6 +12,14 @@ BREAKER_AUTH_THRESHOLD in a row and pause the stage in the database: it stays op
 until an operator resumes it. A 404, a 4xx about the request or a 429 is not an
 upstream failure: the upstream answered.
 
+Breakers are per upstream instance (issue 18): the default account's are the keys of
+before accounts (`webhooks:breaker:gohighlevel`); another account's MercadoPago breaker is
+its own (`…:mercadopago@account-7`: its own application and token) and its GoHighLevel one
+is its location's (`…:gohighlevel@location-<id>`), so one merchant's outage or wrong token
+never holds another's events. A 401/403 of another account opens its breaker until an
+operator resumes that account (`resume --account <slug>`); it does not pause the stage
+in the database, which would stop every account.
+
 The state is in Redis, so it survives a worker's crash and every worker shares it.
 When Redis is unreachable the breakers count as closed — attempts run, as they
 would without breakers — and that is logged.
@@ -21,43 +29,74 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from flask import current_app, has_app_context
-from prometheus_client.core import GaugeMetricFamily
 from redis import Redis, RedisError
 
-from . import queueing
+from . import accounts, queueing
+from .accounts import AccountSettings
+from .breaker_alerts import BREAKER_ACTOR, NAMES, alert_operator, pause_for_operator  # noqa: F401
 from .metrics import BREAKER_OPENINGS
-from .pausing import GOHIGHLEVEL, MERCADOPAGO, UPSTREAMS
+from .pausing import GOHIGHLEVEL, UPSTREAMS
 from .services.errors import ApiError, RateLimitedError, TransientApiError
 
 logger = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 GAUGE_VALUES = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}
-NAMES = {MERCADOPAGO: "MercadoPago", GOHIGHLEVEL: "GoHighLevel"}
 AUTH_STATUSES = frozenset({401, 403})
-BREAKER_ACTOR = "circuit-breaker"
 # While a probe runs, the other attempts that need the upstream wait this long, then look again.
 PROBE_WAIT = 2.0
 SUCCESS, FAILURE, AUTH = "success", "failure", "auth"
-_TOKENS: dict[str, str] = {
-    MERCADOPAGO: "MP_ACCESS_TOKEN",
-    GOHIGHLEVEL: "GHL_API_TOKEN and GHL_LOCATION_ID",
-}
 
-# The probes this thread's attempt holds, {upstream: token}: one attempt per thread.
+# The probes this thread's attempt holds, {breaker name: token}: one attempt per thread.
 _held = threading.local()
+KEY_PREFIX = "webhooks:breaker:"
+# What a scope may hold in a Redis key: `:` separates the key's parts, `@` the scope.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _key(upstream: str, part: str = "") -> str:
-    return f"webhooks:breaker:{upstream}" + (f":{part}" if part else "")
+def _key(name: str, part: str = "") -> str:
+    """`name` is the upstream, or `upstream@scope` for a breaker of another account."""
+    return f"{KEY_PREFIX}{name}" + (f":{part}" if part else "")
+
+
+def scope_of(upstream: str, account: AccountSettings | None) -> str:
+    """Whose breaker of `upstream` an account's calls count in: "" (the default account's,
+    the keys of before accounts), the account's own for MercadoPago, its location's for
+    GoHighLevel (whose limits and outages are per location)."""
+    if account is None or account.id == accounts.DEFAULT_ACCOUNT_ID:
+        return ""
+    location = account.config.get("GHL_LOCATION_ID")
+    if upstream == GOHIGHLEVEL and location:
+        return location_scope(str(location))
+    return f"account-{account.id}"
+
+
+def location_scope(location: str) -> str:
+    """The scope of a GoHighLevel location's breaker."""
+    return "location-" + _UNSAFE.sub("_", location)[:64]
+
+
+def breaker_name(upstream: str, scope: str = "") -> str:
+    return f"{upstream}@{scope}" if scope else upstream
+
+
+def _name(upstream: str, account: AccountSettings | None) -> str:
+    return breaker_name(upstream, scope_of(upstream, account))
+
+
+def calling_account() -> AccountSettings | None:
+    """The account whose attempt (or catch-up) is calling; None: the default one."""
+    if accounts.current_account_id() == accounts.DEFAULT_ACCOUNT_ID:
+        return None  # no database read for the single-merchant case
+    return accounts.current_account()
 
 
 @dataclass
@@ -70,6 +109,8 @@ class Breaker:
     cooldown: float
     reason: str
     needs_operator: bool = False
+    scope: str = ""  # "": the default account's breaker
+    account: str | None = None  # the slug of the account whose calls opened it
 
     def state(self, now: float) -> str:
         if self.needs_operator or self.open_until is None or now < self.open_until:
@@ -108,11 +149,16 @@ def classify(exc: BaseException | None) -> str | None:
     return SUCCESS  # a 404, a 400/422 about this request: the upstream answered
 
 
-def load(upstreams: Iterable[str], connection: Redis | None = None) -> dict[str, Breaker | None]:
-    """The breakers of these upstreams, in one Redis round trip. Raises RedisError."""
+def load(
+    upstreams: Iterable[str],
+    connection: Redis | None = None,
+    account: AccountSettings | None = None,
+) -> dict[str, Breaker | None]:
+    """The account's breakers of these upstreams (default: the default account's), by
+    upstream, in one Redis round trip. Raises RedisError."""
     upstreams = list(upstreams)
     connection = connection or queueing.get_redis()
-    raws = connection.mget([_key(name) for name in upstreams])
+    raws = connection.mget([_key(_name(name, account)) for name in upstreams])
     return {name: Breaker.load(raw) for name, raw in zip(upstreams, raws, strict=True)}
 
 
@@ -127,40 +173,61 @@ def record_call(upstream: str, exc: BaseException | None) -> None:
     if kind is None:
         return
     try:
-        _record(queueing.get_redis(), upstream, kind, exc)
+        _record(queueing.get_redis(), _Target(upstream, calling_account()), kind, exc)
     except RedisError as error:
         logger.warning("breaker %s: Redis unavailable, outcome not counted: %s", upstream, error)
 
 
-def _record(connection: Redis, upstream: str, kind: str, exc: BaseException | None) -> None:
-    probing = _probes().pop(upstream, None) is not None
+@dataclass(frozen=True)
+class _Target:
+    """One breaker: an upstream as one account sees it."""
+
+    upstream: str
+    account: AccountSettings | None = None
+
+    @property
+    def scope(self) -> str:
+        return scope_of(self.upstream, self.account)
+
+    @property
+    def name(self) -> str:
+        return breaker_name(self.upstream, self.scope)
+
+    @property
+    def slug(self) -> str | None:
+        return self.account.slug if self.account is not None else None
+
+
+def _record(connection: Redis, target: _Target, kind: str, exc: BaseException | None) -> None:
+    name = target.name
+    probing = _probes().pop(name, None) is not None
     if kind == SUCCESS:
         if probing:
-            close(upstream, "the probe call succeeded", connection)
+            close(target.upstream, "the probe call succeeded", connection, target.account)
         else:  # failures must come in a row
-            connection.delete(_key(upstream, "failures"), _key(upstream, "auth-failures"))
+            connection.delete(_key(name, "failures"), _key(name, "auth-failures"))
         return
     auth = kind == AUTH
     if probing:
-        _open(connection, upstream, exc, auth=auth, after_probe=True)
+        _open(connection, target, exc, auth=auth, after_probe=True)
         return
     config = current_app.config
     threshold = config["BREAKER_AUTH_THRESHOLD"] if auth else config["BREAKER_THRESHOLD"]
     if threshold <= 0:
         return
-    counter = _key(upstream, "auth-failures" if auth else "failures")
+    counter = _key(name, "auth-failures" if auth else "failures")
     with connection.pipeline(transaction=False) as pipe:
         # The window starts at the first failure of the run; a success ends the run.
         pipe.set(counter, 0, ex=max(1, int(config["BREAKER_WINDOW"])), nx=True)
         pipe.incr(counter)
         count = pipe.execute()[1]
     if count >= threshold:
-        _open(connection, upstream, exc, auth=auth, count=count)
+        _open(connection, target, exc, auth=auth, count=count)
 
 
 def _open(
     connection: Redis,
-    upstream: str,
+    target: _Target,
     exc: BaseException | None,
     *,
     auth: bool,
@@ -169,8 +236,9 @@ def _open(
 ) -> None:
     config = current_app.config
     now = time.time()
+    upstream, name = target.upstream, target.name
     error = str(exc)[:300] if exc is not None else "unknown error"
-    previous = Breaker.load(connection.get(_key(upstream)))
+    previous = Breaker.load(connection.get(_key(name)))
     if after_probe and previous is not None and not auth:
         cooldown = min(previous.cooldown * 2, config["BREAKER_MAX_COOLDOWN"])
         opened_at = previous.opened_at
@@ -184,94 +252,63 @@ def _open(
         cooldown,
         f"{what}: {error}",
         needs_operator=auth,
+        scope=target.scope,
+        account=target.slug,
     )
     if after_probe or auth:
-        connection.set(_key(upstream), breaker.dump())
+        connection.set(_key(name), breaker.dump())
         new_opening = previous is None
         alert = auth and (previous is None or not previous.needs_operator)
     else:  # several workers can cross the threshold at once: one opens it
-        new_opening = alert = bool(connection.set(_key(upstream), breaker.dump(), nx=True))
-    connection.delete(
-        _key(upstream, "failures"), _key(upstream, "auth-failures"), _key(upstream, "probe")
-    )
+        new_opening = alert = bool(connection.set(_key(name), breaker.dump(), nx=True))
+    connection.delete(_key(name, "failures"), _key(name, "auth-failures"), _key(name, "probe"))
     if new_opening:
         with connection.pipeline(transaction=False) as pipe:
-            pipe.hincrby(_key(upstream, "stats"), "openings", 1)
-            pipe.hset(_key(upstream, "stats"), "last_opened_at", now)
+            pipe.hincrby(_key(name, "stats"), "openings", 1)
+            pipe.hset(_key(name, "stats"), "last_opened_at", now)
             pipe.execute()
         BREAKER_OPENINGS.labels(upstream).inc()
     if after_probe and not auth:
         logger.warning(
-            "breaker %s: probe failed, open %.0fs more: %s", upstream, cooldown, breaker.reason
+            "breaker %s: probe failed, open %.0fs more: %s", name, cooldown, breaker.reason
         )
     elif new_opening or alert:
-        logger.error("breaker %s opened: %s", upstream, breaker.reason)
-    if auth and alert:
-        _pause_for_operator(upstream, breaker.reason)
+        logger.error("breaker %s opened: %s", name, breaker.reason)
+    # The default account's credentials are the deployment's: their failure pauses the
+    # stage. Another account's only holds that account (its breaker, in Redis).
+    if auth and alert and not target.scope:
+        pause_for_operator(upstream, breaker.reason)
     if alert:
-        _alert(upstream, breaker)
+        alert_operator(upstream, breaker)
 
 
-def _pause_for_operator(upstream: str, reason: str) -> None:
-    """Record the credential failure as a pause of the stage: it survives a Redis flush,
-    shows in the admin banner, and only an operator's resume lifts it."""
-    from .extensions import db
-    from .pausing import pause
-
-    text = (
-        f"{NAMES[upstream]} refused our credentials ({reason}). Check "
-        f"{_TOKENS[upstream]}, then resume the {upstream} stage."
-    )
-    try:
-        pause(upstream, text[:500], BREAKER_ACTOR)
-    except Exception:  # noqa: BLE001 - the Redis state still holds the attempts
-        db.session.rollback()
-        logger.exception("breaker %s: the stage could not be paused in the database", upstream)
-
-
-def _alert(upstream: str, breaker: Breaker) -> None:
-    from .alerts import send_alert
-
-    name = NAMES[upstream]
-    if breaker.needs_operator:
-        message = (
-            f"{name} refuses our credentials: {breaker.reason}. Processing that needs "
-            f"{name} is paused until an operator acts: fix {_TOKENS[upstream]}, then "
-            f"`flask webhooks resume --stage {upstream}` (or the admin's Resume button). "
-            "Events wait pending; none is dead-lettered meanwhile."
-        )
-    else:
-        message = (
-            f"{name} is failing ({breaker.reason}). Its circuit breaker is open: events "
-            f"wait pending instead of spending retries, and one probe call every "
-            f"{breaker.cooldown:.0f}s or more (up to "
-            f"{current_app.config['BREAKER_MAX_COOLDOWN']:.0f}s) checks whether it is back; "
-            "processing resumes by itself when it answers."
-        )
-    send_alert(message)
-
-
-def close(upstream: str, why: str, connection: Redis | None = None) -> bool:
-    """Close the breaker (the probe succeeded, or an operator resumed); False if it was closed."""
+def close(
+    upstream: str,
+    why: str,
+    connection: Redis | None = None,
+    account: AccountSettings | None = None,
+) -> bool:
+    """Close the account's breaker (the probe succeeded, or an operator resumed); False if
+    it was closed."""
     connection = connection or queueing.get_redis()
-    if not connection.delete(_key(upstream)):
+    name = _name(upstream, account)
+    if not connection.delete(_key(name)):
         return False
     now = time.time()
     with connection.pipeline(transaction=False) as pipe:
-        pipe.delete(
-            _key(upstream, "failures"), _key(upstream, "auth-failures"), _key(upstream, "probe")
-        )
-        pipe.hincrby(_key(upstream, "stats"), "closings", 1)
-        pipe.hset(_key(upstream, "stats"), "last_closed_at", now)
+        pipe.delete(_key(name, "failures"), _key(name, "auth-failures"), _key(name, "probe"))
+        pipe.hincrby(_key(name, "stats"), "closings", 1)
+        pipe.hset(_key(name, "stats"), "last_closed_at", now)
         pipe.execute()
-    logger.warning("breaker %s closed: %s", upstream, why)
+    logger.warning("breaker %s closed: %s", name, why)
     return True
 
 
-def reset(upstream: str, actor: str) -> bool:
-    """An operator's resume: close the breaker; never raises (Redis down: nothing to reset)."""
+def reset(upstream: str, actor: str, account: AccountSettings | None = None) -> bool:
+    """An operator's resume: close the account's breaker (default: the default account's);
+    never raises (Redis down: nothing to reset)."""
     try:
-        return close(upstream, f"resumed by {actor}")
+        return close(upstream, f"resumed by {actor}", account=account)
     except RedisError as exc:
         logger.warning("breaker %s: Redis unavailable, not reset: %s", upstream, exc)
         return False
@@ -286,14 +323,15 @@ def _probes() -> dict[str, str]:
     return _held.probes
 
 
-def take_probe(upstream: str, connection: Redis) -> bool:
-    """Become the one attempt that probes a half-open upstream (SET NX, expiring)."""
+def take_probe(upstream: str, connection: Redis, account: AccountSettings | None = None) -> bool:
+    """Become the one attempt that probes the account's half-open breaker (SET NX, expiring)."""
     token = uuid.uuid4().hex
     ttl = max(1, int(current_app.config["LEASE_SECONDS"]))
-    if not connection.set(_key(upstream, "probe"), token, nx=True, ex=ttl):
+    name = _name(upstream, account)
+    if not connection.set(_key(name, "probe"), token, nx=True, ex=ttl):
         return False
-    _probes()[upstream] = token
-    logger.info("breaker %s: this attempt is the probe", upstream)
+    _probes()[name] = token
+    logger.info("breaker %s: this attempt is the probe", name)
     return True
 
 
@@ -304,102 +342,14 @@ def release_probes(connection: Redis | None = None) -> None:
     if not probes:
         return
     connection = connection or queueing.get_redis()
-    for upstream, token in list(probes.items()):
+    for name, token in list(probes.items()):
         try:
-            if connection.get(_key(upstream, "probe")) == token.encode():
-                connection.delete(_key(upstream, "probe"))
+            if connection.get(_key(name, "probe")) == token.encode():
+                connection.delete(_key(name, "probe"))
         except RedisError as exc:  # it expires by itself
-            logger.warning("breaker %s: probe not released: %s", upstream, exc)
-        probes.pop(upstream, None)
+            logger.warning("breaker %s: probe not released: %s", name, exc)
+        probes.pop(name, None)
 
 
-# -- reading ------------------------------------------------------------------
-
-
-def states_for_display() -> dict[str, dict[str, Any]]:
-    """Each upstream's breaker for the API, admin and CLI (state `unknown` if Redis is down)."""
-    now = time.time()
-    try:
-        connection = queueing.get_redis()
-        breakers = load(UPSTREAMS, connection)
-        with connection.pipeline(transaction=False) as pipe:
-            for upstream in UPSTREAMS:
-                pipe.hgetall(_key(upstream, "stats"))
-                pipe.get(_key(upstream, "failures"))
-            answers = pipe.execute()
-    except RedisError as exc:
-        return {name: _unknown(str(exc)) for name in UPSTREAMS}
-    shown = {}
-    for index, upstream in enumerate(UPSTREAMS):
-        stats = {k.decode(): v.decode() for k, v in answers[2 * index].items()}
-        failures = answers[2 * index + 1]
-        breaker = breakers[upstream]
-        shown[upstream] = {
-            "state": breaker.state(now) if breaker else CLOSED,
-            "opened_at": _iso(breaker.opened_at) if breaker else None,
-            "open_until": _iso(breaker.open_until) if breaker else None,
-            "open_seconds": round(now - breaker.opened_at, 1) if breaker else 0.0,
-            "cooldown_seconds": breaker.cooldown if breaker else None,
-            "reason": breaker.reason if breaker else None,
-            "needs_operator": bool(breaker and breaker.needs_operator),
-            "recent_failures": int(failures or 0),
-            "openings": int(stats.get("openings", 0)),
-            "closings": int(stats.get("closings", 0)),
-            "error": None,
-        }
-    return shown
-
-
-def _unknown(error: str) -> dict[str, Any]:
-    return {
-        "state": "unknown",
-        "opened_at": None,
-        "open_until": None,
-        "open_seconds": None,
-        "cooldown_seconds": None,
-        "reason": None,
-        "needs_operator": False,
-        "recent_failures": None,
-        "openings": None,
-        "closings": None,
-        "error": error,
-    }
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-class BreakerCollector:
-    """The breakers' state (0 closed, 1 open, 2 half-open) and the current opening's age,
-    read from Redis at scrape time (left out while Redis is down)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self.app.app_context():
-            try:
-                breakers = load(UPSTREAMS)
-            except RedisError:
-                return
-        now = time.time()
-        state = GaugeMetricFamily(
-            "webhooks_breaker_state",
-            "Circuit breaker per upstream: 0 closed, 1 open, 2 half-open",
-            labels=["upstream"],
-        )
-        age = GaugeMetricFamily(
-            "webhooks_breaker_open_seconds",
-            "How long the upstream's breaker has been open (0 when closed)",
-            labels=["upstream"],
-        )
-        for upstream, breaker in breakers.items():
-            state.add_metric(
-                [upstream], GAUGE_VALUES[breaker.state(now)] if breaker else GAUGE_VALUES[CLOSED]
-            )
-            age.add_metric([upstream], now - breaker.opened_at if breaker else 0.0)
-        yield state
-        yield age
+# The display and the Prometheus collector (their own module), under their old names.
+from .breaker_display import BreakerCollector, states_for_display  # noqa: E402, F401

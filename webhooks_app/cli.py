@@ -355,17 +355,23 @@ def reconcile_command() -> None:
 
 @webhooks_cli.command("catch-up")
 @click.option("--since", type=click.DateTime(), help="UTC start (default: the last run's cursor).")
-def catch_up_command(since: datetime | None) -> None:
-    """Ask MercadoPago for payments changed since --since and create events for missed ones."""
-    from .catchup import catch_up
+@click.option("--account", help="Only this account (slug); default: every account with a token.")
+def catch_up_command(since: datetime | None, account: str | None) -> None:
+    """Ask MercadoPago for payments changed since --since and create events for missed ones,
+    for each account with its own token and cursor."""
+    from .catchup import catch_up_accounts
 
-    report = catch_up(since=since)
-    if report.skipped_reason:
-        raise click.ClickException(f"catch-up skipped: {report.skipped_reason}")
-    click.echo(
-        f"scanned {report.scanned} payment(s) since {report.since:%Y-%m-%d %H:%M:%S}, "
-        f"created {len(report.created)} event(s)"
-    )
+    reports = catch_up_accounts(account, since=since)
+    if not reports:
+        raise click.UsageError(
+            f"no account with the slug {account!r}"
+            if account
+            else "catch-up skipped: no account has an MP access token"
+        )
+    for report in reports:
+        click.echo(report.summary())
+    if all(report.error or report.skipped_reason for report in reports):
+        raise click.ClickException("catch-up did nothing: see each account above")
 
 
 # pause/resume/status, the stored resources and simulate (their own modules).

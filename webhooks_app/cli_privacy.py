@@ -6,10 +6,11 @@ import getpass
 
 import click
 
+from .accounts import by_slug
 from .cli import webhooks_cli
 from .erasure import ErasureError, forget
 from .filters import FilterError, parse_time
-from .retention import purge, retention_cutoff
+from .retention import accounts_text, purge, retention_groups
 
 
 @webhooks_cli.command("purge")
@@ -33,27 +34,41 @@ def purge_command(
     dry_run: bool,
 ) -> None:
     """Drop the stored copies (bodies, headers, tracebacks, payer data) of old finished events."""
-    if older_than is None:
-        cutoff = retention_cutoff()
-        if cutoff is None:
+    if older_than is None:  # each account's retention (RETENTION_DAYS unless its own)
+        groups = retention_groups()
+        if not groups:
             raise click.UsageError("RETENTION_DAYS is 0 (keep everything): give --older-than")
-    else:
+    else:  # every account's events
         try:
-            cutoff = parse_time("--older-than", older_than)
+            groups = [(parse_time("--older-than", older_than), None)]
         except FilterError as exc:
             raise click.UsageError(str(exc)) from None
-    report = purge(
-        cutoff, batch_size=batch_size, include_failed=include_failed, dry_run=dry_run, duty=duty
-    )
-    click.echo(("dry run: " if dry_run else "") + report.summary())
+    for cutoff, accounts in groups:
+        report = purge(
+            cutoff,
+            batch_size=batch_size,
+            include_failed=include_failed,
+            dry_run=dry_run,
+            duty=duty,
+            accounts=accounts,
+        )
+        whose = "" if accounts is None else f"[{accounts_text(accounts)}] "
+        click.echo(("dry run: " if dry_run else "") + whose + report.summary())
 
 
 @webhooks_cli.command("forget")
 @click.option("--email", required=True, help="The payer's e-mail address.")
-def forget_command(email: str) -> None:
+@click.option("--account", help="Only this account's rows (slug); default: every account's.")
+def forget_command(email: str, account: str | None) -> None:
     """Erase a payer's personal data from every table (amounts, statuses and ids stay)."""
+    account_id = None
+    if account is not None:
+        settings = by_slug(account)
+        if settings is None:
+            raise click.UsageError(f"no account with the slug {account!r}")
+        account_id = settings.id
     try:
-        report = forget(email, surface="cli", requested_by=_os_user())
+        report = forget(email, surface="cli", requested_by=_os_user(), account_id=account_id)
     except ErasureError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(report.summary())

@@ -46,10 +46,19 @@ def pause_command(stage: str, reason: str, by: str | None) -> None:
 @webhooks_cli.command("resume")
 @STAGE_OPTION
 @click.option("--by", help="Who is resuming (default: the OS user).")
-def resume_command(stage: str, by: str | None) -> None:
+@click.option(
+    "--account",
+    help="Only this account (slug): close its circuit breakers of the stage, queue its events.",
+)
+def resume_command(stage: str, by: str | None, account: str | None) -> None:
     """Resume processing (all: every pause) and queue what waited, in received order."""
-    report = resume(stage, cli_actor(by))
-    if report.resumed:
+    try:
+        report = resume(stage, cli_actor(by), account=account)
+    except PauseError as exc:
+        raise click.UsageError(str(exc)) from None
+    if report.account is not None:
+        click.echo(f"account {report.account}: stage {stage}")
+    elif report.resumed:
         click.echo(f"resumed: {', '.join(report.resumed)}")
     else:
         click.echo(f"stage {stage} was not paused")
@@ -88,6 +97,8 @@ def _print_status(data: dict[str, Any]) -> None:
         elif breaker["state"] != "closed":
             until = "an operator resumes" if breaker["needs_operator"] else breaker["open_until"]
             line += f" since {breaker['opened_at']} until {until}: {breaker['reason']}"
+        if breaker.get("scope"):  # another account's: say whose
+            line += f" (accounts: {', '.join(breaker['accounts']) or '-'})"
         if breaker["openings"] is not None:
             line += f" [opened {breaker['openings']}x, closed {breaker['closings']}x]"
         click.echo(line)

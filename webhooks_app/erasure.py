@@ -17,6 +17,9 @@ Amounts, statuses and ids stay: they are the merchant's financial records. One
 payments, events and attempts), never what was erased. Future log lines never
 carry an address at all: logging_setup masks every e-mail in every line. The
 GoHighLevel contact is not touched: erase it in GoHighLevel.
+
+`account_id` limits an erasure to one account's rows (a merchant's request about its
+own customer); without it every account's are erased. The `erasures` row records which.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class _Subject:
     pattern: str  # LIKE pattern of the address
     payment_ids: set[str] = field(default_factory=set)  # MercadoPago payment ids
     payer_ids: set[str] = field(default_factory=set)  # MercadoPago user ids
+    account_id: int | None = None  # only this account's rows; None: every account's
 
 
 def _like(value: str) -> str:
@@ -114,7 +118,11 @@ def _belongs(spec: PersonalTable, subject: _Subject) -> Any | None:
         ]
     if subject.payer_ids:
         clauses += [spec.column(name).in_(sorted(subject.payer_ids)) for name in spec.payer_ids]
-    return or_(*clauses) if clauses else None
+    if not clauses:
+        return None
+    if subject.account_id is not None:
+        return and_(spec.column("account_id") == subject.account_id, or_(*clauses))
+    return or_(*clauses)
 
 
 def _erase_rows(spec: PersonalTable, subject: _Subject) -> list[Any]:
@@ -146,8 +154,11 @@ def _erase_rows(spec: PersonalTable, subject: _Subject) -> list[Any]:
     return rows
 
 
-def forget(email: str, *, surface: str, requested_by: str | None = None) -> ErasureReport:
-    """Erase this payer's personal data everywhere it is stored; record that it happened.
+def forget(
+    email: str, *, surface: str, requested_by: str | None = None, account_id: int | None = None
+) -> ErasureReport:
+    """Erase this payer's personal data everywhere it is stored (in one account's rows only
+    with `account_id`); record that it happened.
 
     A repeated request finds nothing left: it is answered with the earlier
     erasure's date (recognised by the keyed hash) and not recorded again.
@@ -155,7 +166,7 @@ def forget(email: str, *, surface: str, requested_by: str | None = None) -> Eras
     address = normalise_email(email)
     if len(address) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(address):
         raise ErasureError("give the payer's e-mail address, e.g. buyer@example.com")
-    subject = _Subject(address, _like(address))
+    subject = _Subject(address, _like(address), account_id=account_id)
     report = ErasureReport()
 
     linked = []  # the events that wrote the rows erased
@@ -177,9 +188,10 @@ def forget(email: str, *, surface: str, requested_by: str | None = None) -> Eras
         _mentions(_events.c.query, subject.pattern),
         _mentions(_events.c.last_error, subject.pattern),
     )
-    events = db.session.execute(
-        select(_events.c.id, _events.c.last_error).where(or_(*linked, mentioned))
-    ).all()
+    found = select(_events.c.id, _events.c.last_error).where(or_(*linked, mentioned))
+    if account_id is not None:
+        found = found.where(_events.c.account_id == account_id)
+    events = db.session.execute(found).all()
     now = utcnow()
     if events:
         db.session.execute(
@@ -197,7 +209,7 @@ def forget(email: str, *, surface: str, requested_by: str | None = None) -> Eras
         )
     report.events = len(events)
     report.attempts = _scrub_attempts(subject)
-    _record(report, address, surface, requested_by, now)
+    _record(report, address, surface, requested_by, now, account_id)
     db.session.commit()
     logger.info(
         "erasure %s (%s): %s payment(s), %s event(s), %s attempt(s), rows by table %s",
@@ -208,14 +220,16 @@ def forget(email: str, *, surface: str, requested_by: str | None = None) -> Eras
 
 def _scrub_attempts(subject: _Subject) -> int:
     """Replace the address in attempts' errors and tracebacks; return how many."""
-    attempts = db.session.execute(
-        select(_attempts.c.id, _attempts.c.error, _attempts.c.traceback).where(
-            or_(
-                _mentions(_attempts.c.error, subject.pattern),
-                _mentions(_attempts.c.traceback, subject.pattern),
-            )
+    found = select(_attempts.c.id, _attempts.c.error, _attempts.c.traceback).where(
+        or_(
+            _mentions(_attempts.c.error, subject.pattern),
+            _mentions(_attempts.c.traceback, subject.pattern),
         )
-    ).all()
+    )
+    if subject.account_id is not None:  # attempts belong to their event's account
+        owned = select(_events.c.id).where(_events.c.account_id == subject.account_id)
+        found = found.where(_attempts.c.event_id.in_(owned))
+    attempts = db.session.execute(found).all()
     if attempts:
         db.session.execute(
             update(_attempts)
@@ -234,14 +248,23 @@ def _scrub_attempts(subject: _Subject) -> int:
 
 
 def _record(
-    report: ErasureReport, address: str, surface: str, requested_by: str | None, now: datetime
+    report: ErasureReport,
+    address: str,
+    surface: str,
+    requested_by: str | None,
+    now: datetime,
+    account_id: int | None = None,
 ) -> None:
     """Add the `erasures` row, unless this repeats an erasure that left nothing behind."""
     key = current_app.config.get("SECRET_KEY") or current_app.config.get("MP_WEBHOOK_SECRET")
     digest = subject_hash(address, key)
     if digest is not None:
+        # What covered the same rows before: an erasure of every account, or of this one.
+        covered = Erasure.account_id.is_(None)
+        if account_id is not None:
+            covered = or_(covered, Erasure.account_id == account_id)
         report.previously = db.session.scalar(
-            select(func.max(Erasure.requested_at)).where(Erasure.subject_hash == digest)
+            select(func.max(Erasure.requested_at)).where(Erasure.subject_hash == digest, covered)
         )
     touched = report.events or report.attempts or any(report.rows.values())
     if touched or report.previously is None:
@@ -250,6 +273,7 @@ def _record(
             surface=surface,
             requested_by=requested_by,
             subject_hash=digest,
+            account_id=account_id,
             payments=report.payments,
             events=report.events,
             attempts=report.attempts,

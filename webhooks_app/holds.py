@@ -10,6 +10,9 @@ the attempt count and the retry budget untouched; the event stays `pending`.
   scheduled for then.
 - Breaker half-open: one attempt, with retries left so that a failed probe never
   dead-letters its event, becomes the probe; the others wait PROBE_WAIT seconds.
+
+Only the event's account's breakers count (its MercadoPago application, its GoHighLevel
+location): another account's outage never holds it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from flask import current_app
 from redis import RedisError
 from sqlalchemy import Row, select, update
 
-from . import breaker, pausing, queueing
+from . import accounts, breaker, pausing, queueing
+from .accounts import AccountSettings
 from .extensions import db
 from .models import EventStatus, WebhookEvent
 
@@ -59,10 +63,11 @@ def _gate(event: Row[Any]) -> str | None:
     needed = pausing.stages_needed(event.type)
     if not needed or not breaker.enabled():
         return None
+    account = _account_of(event)
     try:
         connection = queueing.get_redis()
         breaker.release_probes(connection)
-        breakers = breaker.load(needed, connection)
+        breakers = breaker.load(needed, connection, account)
         now = time.time()
         open_until = [
             (b.open_until or now + current_app.config["BREAKER_MAX_COOLDOWN"])
@@ -78,12 +83,22 @@ def _gate(event: Row[Any]) -> str | None:
         if not _has_retries_left(event.id):
             return _wait(event, _probe_slot(now), "breaker half-open; not a probe")
         for name in half_open:
-            if not breaker.take_probe(name, connection):
+            if not breaker.take_probe(name, connection, account):
                 breaker.release_probes(connection)
                 return _wait(event, _probe_slot(now), f"breaker half-open ({name}), probing")
     except RedisError as exc:  # fail closed: run the attempt as if there were no breakers
         logger.warning("event %s: breaker state unavailable (%s); going on", event.id, exc)
     return None
+
+
+def _account_of(event: Row[Any]) -> AccountSettings | None:
+    """The event's account, whose breakers hold it (None: the default account's)."""
+    account_id = getattr(event, "account_id", accounts.DEFAULT_ACCOUNT_ID)
+    if account_id == accounts.DEFAULT_ACCOUNT_ID:
+        return None
+    if accounts.current_account_id() == account_id:  # the attempt's (run_attempt sets it)
+        return accounts.current_account()
+    return accounts.by_id(account_id)
 
 
 def _has_retries_left(event_id: int) -> bool:
@@ -134,7 +149,8 @@ def _wait(event: Row[Any], until: float, why: str) -> str:
 
 
 def catch_up_held() -> str | None:
-    """Why catch-up must not call MercadoPago now (its stage paused, its breaker open), or None."""
+    """Why the current account's catch-up must not call MercadoPago now (the stage paused,
+    the account's breaker open), or None."""
     paused = pausing.paused_stages(fresh=True)
     for stage in (pausing.ALL, pausing.MERCADOPAGO):
         if stage in paused:
@@ -142,7 +158,9 @@ def catch_up_held() -> str | None:
     if not breaker.enabled():
         return None
     try:
-        found = breaker.load([pausing.MERCADOPAGO])[pausing.MERCADOPAGO]
+        found = breaker.load([pausing.MERCADOPAGO], account=breaker.calling_account())[
+            pausing.MERCADOPAGO
+        ]
     except RedisError:
         return None  # as the attempts do: no Redis, no breaker
     if found is not None and found.state(time.time()) == breaker.OPEN:

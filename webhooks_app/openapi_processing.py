@@ -151,7 +151,16 @@ def paths(responses: Any, ok: Any) -> dict[str, Any]:
                 "summary": "Resume (all: every pause), close its breakers, drain in received order",
                 "requestBody": {
                     "required": False,
-                    **_json({"type": "object", "properties": {"stage": STAGE}}),
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "stage": STAGE,
+                                # Only that account's breakers and events (its slug).
+                                "account": STRING,
+                            },
+                        }
+                    ),
                 },
                 "responses": responses(ok("resumed", resumed), 400),
             }

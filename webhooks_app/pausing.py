@@ -11,6 +11,11 @@ attempt count and retry budget untouched. An attempt that was already running
 when the pause began runs to its end (and so does one a worker starts within
 PAUSE_CACHE_SECONDS of the pause, on its cached copy). Resuming enqueues the due
 pending events it released in received order, in batches.
+
+Pauses hold every account. Resuming one account (`account=<slug>`) closes only that
+account's circuit breakers (a wrong token of another account opens its own breaker,
+not a pause) and enqueues only its events; the default account's resume is the
+deployment's, as before accounts.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from . import queueing
+from .accounts import DEFAULT_SLUG, AccountSettings, by_slug
 from .extensions import db
 from .models import EventStatus, ProcessingPause, ProcessingPauseLog, WebhookEvent
 from .timeutil import isoformat, utcnow
@@ -140,6 +146,7 @@ class ResumeReport:
     """What a resume did."""
 
     stage: str
+    account: str | None = None  # the slug of the account resumed; None: the deployment
     resumed: list[str] = field(default_factory=list)
     breakers_reset: list[str] = field(default_factory=list)
     enqueued: int = 0
@@ -152,6 +159,7 @@ class ResumeReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "stage": self.stage,
+            "account": self.account,
             "changed": self.changed,
             "resumed": self.resumed,
             "breakers_reset": self.breakers_reset,
@@ -160,13 +168,37 @@ class ResumeReport:
         }
 
 
-def resume(stage: str | None, actor: str) -> ResumeReport:
+def check_account(slug: Any) -> AccountSettings | None:
+    """The account a resume is for: None for none given (or `default`: the deployment's
+    own), else the account with that slug; PauseError if there is none."""
+    if slug is None or slug == "" or slug == DEFAULT_SLUG:
+        return None
+    account = by_slug(slug) if isinstance(slug, str) else None
+    if account is None:
+        raise PauseError(f"account: no account with the slug {slug!r}")
+    return account
+
+
+def resume(stage: str | None, actor: str, account: str | None = None) -> ResumeReport:
     """Lift a pause (`all`: every pause) and close its upstreams' breakers; then enqueue
-    the due pending events no pause holds any more, in received order."""
+    the due pending events no pause holds any more, in received order.
+
+    With `account` (a slug other than `default`): close only that account's breakers of
+    the stage and enqueue only its events; the pauses, which hold every account, stay.
+    """
     from . import breaker  # breaker.py pauses a stage itself: imports this module
 
     stage = check_stage(stage)
+    settings = check_account(account)
     actor = (actor or "unknown")[:MAX_ACTOR]
+    upstreams = UPSTREAMS if stage == ALL else (stage,)
+    if settings is not None:
+        report = ResumeReport(stage, account=settings.slug)
+        report.breakers_reset = [
+            name for name in upstreams if breaker.reset(name, actor, account=settings)
+        ]
+        report.enqueued, report.redis_error = drain(account_id=settings.id)
+        return report
     report = ResumeReport(stage)
     targets = STAGES if stage == ALL else (stage,)
     now = utcnow()
@@ -182,15 +214,15 @@ def resume(stage: str | None, actor: str) -> ResumeReport:
     _forget_cache()
     if report.resumed:
         logger.warning("processing resumed: %s by %s", ", ".join(report.resumed), actor)
-    upstreams = UPSTREAMS if stage == ALL else (stage,)
     report.breakers_reset = [name for name in upstreams if breaker.reset(name, actor)]
     report.enqueued, report.redis_error = drain()
     return report
 
 
-def drain(batch: int = RESUME_BATCH) -> tuple[int, str | None]:
-    """Enqueue due pending events that no pause holds, oldest received first, a batch per
-    Redis round trip. Returns how many were enqueued and the Redis error that stopped it."""
+def drain(batch: int = RESUME_BATCH, account_id: int | None = None) -> tuple[int, str | None]:
+    """Enqueue due pending events that no pause holds (of one account, if given), oldest
+    received first, a batch per Redis round trip, each onto its account's queue. Returns
+    how many were enqueued and the Redis error that stopped it."""
     paused = paused_stages(fresh=True)
     if ALL in paused:
         return 0, None
@@ -216,6 +248,8 @@ def drain(batch: int = RESUME_BATCH) -> tuple[int, str | None]:
     )
     if held_types:
         query = query.where(WebhookEvent.type.not_in(held_types))
+    if account_id is not None:
+        query = query.where(WebhookEvent.account_id == account_id)
     enqueued = 0
     after: tuple[Any, int] | None = None
     while True:

@@ -8,6 +8,9 @@ pair; https://marketplace.gohighlevel.com/docs/other/rate-limits): `observe`
 pauses every worker for the interval once none is left (another integration
 using the same location spends the same budget), before the API answers 429.
 A 429 that still happens pauses every worker (`pause`) for its wait.
+
+Slots and pauses are per key (a GoHighLevel location): one location's exhausted budget
+never delays another's calls. A pause without a key holds every key.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class SharedRateLimiter:
         self.limiter = MovingWindowRateLimiter(storage)
         self.pause_key = f"ratelimit:{name}:paused-until"
 
+    def _pause_key(self, key: str | None) -> str:
+        return self.pause_key if key is None else f"{self.pause_key}:{key}"
+
     def acquire(
         self, key: str, max_wait: float, on_wait: Callable[[], None] | None = None
     ) -> float:
@@ -68,7 +74,7 @@ class SharedRateLimiter:
         """
         started = time.monotonic()
         while True:
-            pause = self._paused_for()
+            pause = self._paused_for(key)
             if pause <= 0 and self.limiter.hit(self.item, self.name, key):
                 return time.monotonic() - started
             if pause <= 0:
@@ -81,13 +87,19 @@ class SharedRateLimiter:
                 on_wait()
             time.sleep(min(pause, 1.0))
 
-    def pause(self, seconds: float) -> None:
-        """Stop every worker from calling for `seconds` (the API answered 429, or none is left)."""
+    def pause(self, seconds: float, key: str | None = None) -> None:
+        """Stop every worker from calling for `key` (None: any key) for `seconds` (the API
+        answered 429, or none is left)."""
         until = time.time() + seconds
-        self.redis.set(self.pause_key, until, px=max(1, int(seconds * 1000)))
-        logger.warning("%s rate limited: all workers pause for %.1fs", self.name, seconds)
+        self.redis.set(self._pause_key(key), until, px=max(1, int(seconds * 1000)))
+        logger.warning(
+            "%s rate limited%s: all workers pause for %.1fs",
+            self.name,
+            f" for {key}" if key is not None else "",
+            seconds,
+        )
 
-    def observe(self, info: RateLimitHeaders | None) -> float:
+    def observe(self, info: RateLimitHeaders | None, key: str | None = None) -> float:
         """Slow down on the API's own count: when it says no request is left, pause for the
         rest of its interval (counted from the response). Return the pause set (0: none).
 
@@ -97,11 +109,13 @@ class SharedRateLimiter:
         if info is None or not info.exhausted or not info.interval_seconds:
             return 0.0
         seconds = info.seen_at + info.interval_seconds - time.time()
-        if seconds <= 0 or seconds <= self._paused_for():
+        if seconds <= 0 or seconds <= self._paused_for(key):
             return 0.0
-        self.pause(seconds)
+        self.pause(seconds, key)
         return seconds
 
-    def _paused_for(self) -> float:
-        value = self.redis.get(self.pause_key)
-        return float(value) - time.time() if value else 0.0
+    def _paused_for(self, key: str | None = None) -> float:
+        """How long calls for `key` must still wait: its pause or the one of every key."""
+        keys = [self.pause_key] if key is None else [self.pause_key, self._pause_key(key)]
+        values = [float(value) for value in self.redis.mget(keys) if value]
+        return max(values) - time.time() if values else 0.0

@@ -8,6 +8,10 @@ personal_data.PERSONAL_TABLES (a payment, a subscription …) is reduced to its 
 fields, unless that row was written since the cutoff (then a later event wrote it,
 and that event's purge reduces it).
 
+A batch may be limited to some accounts (`AccountScope`: `account_id IN (…)` or
+`NOT IN (…)`, for accounts with a retention of their own): a filter on the rows the
+same index scan reads, the partial index's predicate left word for word.
+
 On PostgreSQL a batch is one statement (data-modifying CTEs): no row travels to
 Python and back, the copies are reduced by the server (`json_each`), and a copy
 with nothing left to drop is not rewritten. On SQLite it is a few statements in
@@ -44,6 +48,26 @@ PURGE_DUE_WITH_FAILED = "purged_at IS NULL AND status IN ('success', 'ignored', 
 _NAME = re.compile(r"[a-z_]+")
 
 
+@dataclass(frozen=True)
+class AccountScope:
+    """The accounts a purge is for: those in `ids`, or with `exclude` all but those."""
+
+    ids: tuple[int, ...]
+    exclude: bool = False
+
+    def sql(self) -> str:
+        """The condition on `account_id`, with the expanding parameter `:account_ids`."""
+        return f" AND account_id {'NOT IN' if self.exclude else 'IN'} :account_ids"
+
+
+def _scope_sql(scope: AccountScope | None) -> str:
+    return scope.sql() if scope is not None else ""
+
+
+def _scope_kind(scope: AccountScope | None) -> str | None:
+    return None if scope is None else ("exclude" if scope.exclude else "include")
+
+
 @dataclass
 class BatchResult:
     """What one batch did: events selected and purged, tracebacks dropped, copies reduced."""
@@ -55,21 +79,30 @@ class BatchResult:
 
 
 def purge_batch(
-    cutoff: datetime, size: int, *, include_failed: bool = False, now: datetime | None = None
+    cutoff: datetime,
+    size: int,
+    *,
+    include_failed: bool = False,
+    now: datetime | None = None,
+    accounts: AccountScope | None = None,
 ) -> BatchResult:
-    """Purge the next `size` due events (finished before `cutoff`) and commit."""
-    params = {
+    """Purge the next `size` due events (finished before `cutoff`, of `accounts` if given)
+    and commit."""
+    params: dict[str, Any] = {
         "cutoff": cutoff,
         "size": size,
         "now": now or utcnow(),
         "before": cutoff + COPY_SLACK,
     }
+    if accounts is not None:
+        params["account_ids"] = list(accounts.ids)
     if dialect_name(db.session) == "postgresql":
-        row = db.session.execute(_postgresql_statement(include_failed), params).one()
+        statement = _postgresql_statement(include_failed, _scope_kind(accounts))
+        row = db.session.execute(statement, params).one()
         result = BatchResult(row.selected, row.events, row.attempts)
         result.reduced = {spec.name: getattr(row, f"reduced_{i}") for i, spec in _linked_tables()}
     else:
-        result = _sqlite_batch(params, include_failed)
+        result = _sqlite_batch(params, include_failed, accounts)
     db.session.commit()
     return result
 
@@ -92,13 +125,15 @@ def _names(*names: str) -> str:
 
 
 @functools.cache
-def _postgresql_statement(include_failed: bool) -> Any:
-    """The whole batch as one statement; returns the counts."""
+def _postgresql_statement(include_failed: bool, scope: str | None = None) -> Any:
+    """The whole batch as one statement; returns the counts. `scope`: None, or whether the
+    accounts `:account_ids` are the ones to `include` or to `exclude`."""
     due = PURGE_DUE_WITH_FAILED if include_failed else PURGE_DUE
+    accounts = _scope_sql(None if scope is None else AccountScope((), scope == "exclude"))
     ctes = [
         # The partial index's predicate word for word, so that the planner uses it.
-        f"batch AS (SELECT id FROM webhook_events WHERE {due} AND processed_at < :cutoff "
-        "ORDER BY processed_at LIMIT :size)",
+        f"batch AS (SELECT id FROM webhook_events WHERE {due} AND processed_at < :cutoff"
+        f"{accounts} ORDER BY processed_at LIMIT :size)",
         # Still due (re-checked on the row as locked): a replay in between keeps its copies.
         "purged AS (UPDATE webhook_events AS e SET raw_body = NULL, payload = NULL, "
         f"headers = NULL, query = NULL, purged_at = :now FROM batch WHERE e.id = batch.id "
@@ -116,12 +151,15 @@ def _postgresql_statement(include_failed: bool) -> Any:
         ctes.append(f"reduced_{i} AS ({_postgresql_reduce(spec)})")
         counts.append(f"(SELECT count(*) FROM reduced_{i}) AS reduced_{i}")
     sql = "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(counts)
-    return text(sql).bindparams(
+    params = [
         bindparam("cutoff", type_=DateTime),
         bindparam("before", type_=DateTime),
         bindparam("now", type_=DateTime),
         bindparam("size", type_=Integer),
-    )
+    ]
+    if scope is not None:
+        params.append(bindparam("account_ids", expanding=True))
+    return text(sql).bindparams(*params)
 
 
 def _postgresql_reduce(spec: PersonalTable) -> str:
@@ -145,7 +183,7 @@ def _postgresql_reduce(spec: PersonalTable) -> str:
     )
 
 
-def next_batch_sql(dialect: str) -> str:
+def next_batch_sql(dialect: str, accounts: AccountScope | None = None) -> str:
     """SQLite's next batch: one range scan of the partial index, in `processed_at` order.
 
     Its planner, without statistics, prefers (status, received_at) and a sort:
@@ -154,7 +192,7 @@ def next_batch_sql(dialect: str) -> str:
     hint = " INDEXED BY ix_webhook_events_purge_due" if dialect == "sqlite" else ""
     return (
         f"SELECT id, payment_id, type, resource_id FROM webhook_events{hint} WHERE {PURGE_DUE} "
-        "AND processed_at < :cutoff ORDER BY processed_at LIMIT :size"
+        f"AND processed_at < :cutoff{_scope_sql(accounts)} ORDER BY processed_at LIMIT :size"
     )
 
 
@@ -163,13 +201,20 @@ def postgresql_batch_sql() -> str:
     return str(_postgresql_statement(False))
 
 
-def _sqlite_batch(params: dict[str, Any], include_failed: bool) -> BatchResult:
+def _sqlite_batch(
+    params: dict[str, Any], include_failed: bool, accounts: AccountScope | None
+) -> BatchResult:
     due = text(PURGE_DUE_WITH_FAILED if include_failed else PURGE_DUE)
     if include_failed:
-        query: Any = text(next_batch_sql("").replace(PURGE_DUE, PURGE_DUE_WITH_FAILED))
+        sql = next_batch_sql("", accounts).replace(PURGE_DUE, PURGE_DUE_WITH_FAILED)
     else:
-        query = text(next_batch_sql("sqlite"))
-    rows = db.session.execute(query, {"cutoff": params["cutoff"], "size": params["size"]}).all()
+        sql = next_batch_sql("sqlite", accounts)
+    query = text(sql)
+    selecting = {"cutoff": params["cutoff"], "size": params["size"]}
+    if accounts is not None:
+        query = query.bindparams(bindparam("account_ids", expanding=True))
+        selecting["account_ids"] = params["account_ids"]
+    rows = db.session.execute(query, selecting).all()
     result = BatchResult(selected=len(rows))
     if not rows:
         return result

@@ -57,7 +57,7 @@ def pause_processing() -> ResponseReturnValue:
 @bp.post("/processing/resume")
 def resume_processing() -> ResponseReturnValue:
     try:
-        report = resume(request.form.get("stage"), admin_actor())
+        report = resume(request.form.get("stage"), admin_actor(), request.form.get("account"))
     except PauseError as exc:
         flash(f"Not resumed: {exc}.", "error")
         return redirect(url_for(".processing"))

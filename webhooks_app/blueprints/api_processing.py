@@ -45,7 +45,8 @@ def processing_pause() -> ResponseReturnValue:
 @bp.post("/processing/resume")
 def processing_resume() -> ResponseReturnValue:
     """Resume `stage` (default all: every pause) and drain what it held, in received order."""
-    report = resume(_body().get("stage"), api_actor())
+    body = _body()
+    report = resume(body.get("stage"), api_actor(), account=body.get("account"))
     return jsonify({**report.to_dict(), **status()})
 
 

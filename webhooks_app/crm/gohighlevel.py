@@ -77,8 +77,9 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
     while True:
         if limiter is not None:
             try:
-                # GoHighLevel's own X-RateLimit-* of the last answer: wait when none is left.
-                limiter.observe(client.last_rate_limit)
+                # GoHighLevel's own X-RateLimit-* of the last answer (this account's client:
+                # its location's count): wait when none is left, this location only.
+                limiter.observe(client.last_rate_limit, client.location_id)
                 limiter.acquire(
                     client.location_id, max(0.0, deadline - time.monotonic()), renew_lease
                 )
@@ -89,8 +90,8 @@ def call_gohighlevel(call: Callable[[GoHighLevelClient], T], renew_lease: Callab
                 return call(client)
         except RateLimitedError as exc:
             pause = exc.retry_after or 1.0
-            if limiter is not None:
-                limiter.pause(pause)
+            if limiter is not None:  # GoHighLevel's limits are per location
+                limiter.pause(pause, client.location_id)
             if time.monotonic() + pause > deadline:
                 raise
             logger.info("GoHighLevel answered 429; waiting %.1fs", pause)
