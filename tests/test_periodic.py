@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from accounts_support import create_account
 
+from webhooks_app.catchup import catch_up_accounts
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.periodic import build_tasks, run_forever
@@ -50,7 +52,15 @@ def test_loop_survives_redis_being_down(sandbox, app):
         run_forever(down, connection, once=True)  # every task fails; none raises
 
 
-def test_catch_up_task_only_with_an_access_token(sandbox, app):
-    assert "catch-up" in [t.name for t in build_tasks(app, get_redis(app))]
-    off = make_app(sandbox, MP_ACCESS_TOKEN=None)
-    assert "catch-up" not in [t.name for t in build_tasks(off, get_redis(off))]
+def test_catch_up_runs_for_the_accounts_with_a_token_found_at_each_run(sandbox, app):
+    """No token anywhere: the task runs and does nothing; an account given one later is
+    caught up at the next run, without restarting the scheduler."""
+    off = make_app(sandbox, MP_ACCESS_TOKEN=None, CATCH_UP_INTERVAL=600)
+    assert "catch-up" in [t.name for t in build_tasks(off, get_redis(off))]
+    with off.app_context():
+        assert catch_up_accounts() == []
+        create_account("shop-b")
+        assert [report.account for report in catch_up_accounts()] == ["shop-b"]
+    assert "catch-up" not in [
+        t.name for t in build_tasks(make_app(sandbox, CATCH_UP_INTERVAL=0), get_redis(app))
+    ]

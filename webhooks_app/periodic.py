@@ -17,11 +17,11 @@ from flask import Flask
 from redis import Redis
 
 from .alerts import check_and_alert
-from .catchup import accounts_to_catch_up, catch_up_accounts
+from .catchup import catch_up_accounts
 from .extensions import db
 from .queueing import get_scheduler
 from .reconciler import reconcile
-from .retention import next_round_in, purge_round, retention_groups
+from .retention import next_round_in, purge_round
 
 logger = logging.getLogger(__name__)
 
@@ -63,42 +63,14 @@ def build_tasks(app: Flask, connection: Redis) -> list[Task]:
         Task("rq-scheduler", config["SCHEDULER_INTERVAL"], move_due_jobs(app, connection)),
         Task("reconciler", config["RECONCILE_INTERVAL"], reconcile),
     ]
-    if config["CATCH_UP_INTERVAL"] > 0 and _has_catch_up(app):
+    # Catch-up and retention look for work at every run (an account given its first token
+    # or a retention of its own counts at once); with none, a run does nothing.
+    if config["CATCH_UP_INTERVAL"] > 0:
         tasks.append(Task("catch-up", config["CATCH_UP_INTERVAL"], catch_up_accounts))
-    if config["RETENTION_DAYS"] > 0 or _has_own_retention(app):
-        tasks.append(
-            Task("retention", config["RETENTION_INTERVAL"], purge_round, after=next_round_in)
-        )
+    tasks.append(Task("retention", config["RETENTION_INTERVAL"], purge_round, after=next_round_in))
     if config.get("ALERT_WEBHOOK_URL") or config.get("ALERT_EMAIL_TO"):
         tasks.append(Task("alerts", config["ALERT_INTERVAL"], check_and_alert))
     return tasks
-
-
-def _has_catch_up(app: Flask) -> bool:
-    """Whether some account has a MercadoPago token to catch up with (read at start: an
-    account given its first token later counts from the scheduler's next start)."""
-    if app.config.get("MP_ACCESS_TOKEN"):
-        return True
-    with app.app_context():
-        try:
-            return bool(accounts_to_catch_up())
-        except Exception:  # noqa: BLE001 - no database yet: the loop's tasks still run
-            logger.exception("scheduler: accounts unavailable; catch-up left out")
-            return False
-        finally:
-            db.session.remove()
-
-
-def _has_own_retention(app: Flask) -> bool:
-    """Whether some account purges although the deployment keeps everything (read at start)."""
-    with app.app_context():
-        try:
-            return bool(retention_groups())
-        except Exception:  # noqa: BLE001 - no database yet: the loop's tasks still run
-            logger.exception("scheduler: accounts unavailable; retention left out")
-            return False
-        finally:
-            db.session.remove()
 
 
 def run_forever(app: Flask, connection: Redis, *, once: bool = False) -> None:
