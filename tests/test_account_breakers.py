@@ -196,3 +196,31 @@ def test_the_default_accounts_refusal_still_pauses_the_stage(small, shop_b):
     assert breaker.load([GHL], account=settings(shop_b))[GHL] is None  # shop-b's: closed
     report = resume(GHL, "ops", account="default")  # `default` is the deployment's resume
     assert report.resumed == [GHL] and report.breakers_reset == [GHL]
+
+
+def test_the_admin_resumes_one_accounts_breaker(sandbox, app, shop_b):
+    from test_admin import AUTH, PASSWORD, USERNAME, csrf_token
+
+    admin = make_app(
+        sandbox,
+        ADMIN_USERNAME=USERNAME,
+        ADMIN_PASSWORD=PASSWORD,
+        BREAKER_AUTH_THRESHOLD=2,
+        BREAKER_COOLDOWN=30.0,
+    )
+    with admin.app_context():
+        b = settings(shop_b)
+        with accounts.using_account(b):
+            for _ in range(2):
+                breaker.record_call(GHL, failing(GHL, 401))
+        client = admin.test_client()
+        page = client.get("/admin/processing", headers=AUTH)
+        assert "Resume gohighlevel for shop-b" in page.text
+        form = {"csrf_token": csrf_token(client), "stage": GHL, "account": "shop-b"}
+        answer = client.post("/admin/processing/resume", data=form, headers=AUTH)
+        assert answer.status_code == 302
+        assert breaker.load([GHL], account=b)[GHL] is None
+        assert "Resume gohighlevel for shop-b" not in client.get(
+            "/admin/processing", headers=AUTH
+        ).text
+        db.session.remove()

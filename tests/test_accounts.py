@@ -99,8 +99,8 @@ def test_key_rotation(app) -> None:
 
 
 def test_production_refuses_secrets_without_keys(app) -> None:
-    assert ProductionConfig.ACCOUNT_KEYS_FROM_SECRET_KEY is False
-    app.config.update(ACCOUNT_SECRET_KEYS=None, ACCOUNT_KEYS_FROM_SECRET_KEY=False)
+    assert ProductionConfig.ACCOUNT_DEVELOPMENT_KEY is False
+    app.config.update(ACCOUNT_SECRET_KEYS=None, ACCOUNT_DEVELOPMENT_KEY=False)
 
     with pytest.raises(ConfigError, match="ACCOUNT_SECRET_KEYS"):
         secret_box.encrypt("token")

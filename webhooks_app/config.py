@@ -270,10 +270,10 @@ class Config:
     API_TOKEN = _env("API_TOKEN")
 
     # Accounts (accounts.py): Fernet keys, comma-separated and the newest first, that encrypt
-    # the accounts' secrets at rest (secret_box.py). Development and tests derive one from
-    # SECRET_KEY when it is unset; production needs it as soon as an account has a secret.
+    # the accounts' secrets at rest (secret_box.py). Development and tests use a fixed, public
+    # key when it is unset; production needs it as soon as an account has a secret.
     ACCOUNT_SECRET_KEYS = _env("ACCOUNT_SECRET_KEYS")
-    ACCOUNT_KEYS_FROM_SECRET_KEY = True
+    ACCOUNT_DEVELOPMENT_KEY = True
     # How long a process trusts its copy of an account's settings (0: read every time).
     ACCOUNT_CACHE_SECONDS = _env_float("ACCOUNT_CACHE_SECONDS", 5.0)
     # How often a worker looks for accounts created since it started (their queues).
@@ -378,7 +378,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     REQUIRED_SETTINGS = ("MP_ACCESS_TOKEN", "GHL_API_TOKEN", "GHL_LOCATION_ID")
     REQUIRE_SIGNATURES = True
-    ACCOUNT_KEYS_FROM_SECRET_KEY = False
+    ACCOUNT_DEVELOPMENT_KEY = False
     # MercadoPago is discontinuing IPN, and cannot sign it (README, "Signatures").
     MP_ACCEPT_IPN = _env_bool("MP_ACCEPT_IPN", False)
     # Five minutes, as MercadoPago's SDKs suggest (ts in seconds or milliseconds).

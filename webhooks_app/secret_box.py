@@ -6,8 +6,10 @@ secrets): `cryptography`'s Fernet (AES-128-CBC + HMAC-SHA256, with a timestamp),
 (`MultiFernet`): values are encrypted with the first and decrypted with any, so a key is
 rotated by putting a new one first, running `flask webhooks accounts reencrypt` (which
 rewrites every stored secret under the new key) and then dropping the old one.
-Development and the tests derive a key from SECRET_KEY when none is set; production
-refuses to store or read an account secret without one (config.ProductionConfig).
+Development and the tests use a fixed development key when none is set (the same whatever
+else is configured: setting ADMIN_PASSWORD later, which derives SECRET_KEY, must not make
+the secrets stored so far unreadable); it is public, so production refuses it and will not
+store or read an account secret without ACCOUNT_SECRET_KEYS (config.ProductionConfig).
 """
 
 from __future__ import annotations
@@ -36,10 +38,9 @@ def _keys() -> list[str]:
     keys = [key for key in keys if key]
     if keys:
         return keys
-    if config.get("ACCOUNT_KEYS_FROM_SECRET_KEY"):
-        # Development and tests only: a key derived from SECRET_KEY.
-        seed = (config.get("SECRET_KEY") or "development only").encode()
-        digest = hashlib.sha256(b"account-secrets:" + seed).digest()
+    if config.get("ACCOUNT_DEVELOPMENT_KEY"):
+        # Development and tests only: a fixed, public key.
+        digest = hashlib.sha256(b"account-secrets: development and tests only").digest()
         return [base64.urlsafe_b64encode(digest).decode()]
     raise ConfigError(
         "ACCOUNT_SECRET_KEYS is not set: account secrets cannot be encrypted or read. "
