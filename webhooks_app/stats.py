@@ -31,37 +31,49 @@ PERCENTILES = (50, 95, 99)
 MAX_BUCKETS = 120
 
 
-def event_counts() -> dict[str, int]:
+def _of(query: Any, model: Any, account_id: int | None) -> Any:
+    """The query narrowed to one account's rows (None: every account's)."""
+    return query if account_id is None else query.where(model.account_id == account_id)
+
+
+def event_counts(*, account_id: int | None = None) -> dict[str, int]:
     """Events by status, every status present (zero when none)."""
     counts = dict.fromkeys(EventStatus.ALL, 0)
     rows = db.session.execute(
-        select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+        _of(select(WebhookEvent.status, func.count()), WebhookEvent, account_id).group_by(
+            WebhookEvent.status
+        )
     )
     counts.update({status: count for status, count in rows})
     return counts
 
 
-def summary() -> dict[str, object]:
+def summary(*, account_id: int | None = None) -> dict[str, object]:
     """Event counts, total, payments and the share of finished events that succeeded."""
-    counts = event_counts()
+    counts = event_counts(account_id=account_id)
     finished = counts[EventStatus.SUCCESS] + counts[EventStatus.FAILED]
     return {
         "events": counts,
         "total_events": sum(counts.values()),
-        "payments": db.session.scalar(select(func.count()).select_from(Payment)),
+        "payments": db.session.scalar(
+            _of(select(func.count()).select_from(Payment), Payment, account_id)
+        ),
         "success_rate": round(counts[EventStatus.SUCCESS] / finished, 4) if finished else None,
     }
 
 
-def dashboard(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the stats page, `GET /api/stats` and `flask webhooks stats` show."""
+def dashboard(
+    hours: int = 1, now: datetime | None = None, *, account_id: int | None = None
+) -> dict[str, Any]:
+    """Everything the stats page, `GET /api/stats` and `flask webhooks stats` show; of one
+    account's events (and its bulk queue) if `account_id` is given."""
     now = now or utcnow()
-    data: dict[str, Any] = summary()
+    data: dict[str, Any] = summary(account_id=account_id)
     data["window_hours"] = hours
-    data["throughput"] = throughput(hours, now)
-    data["latency"] = latency_percentiles(hours, now)
-    data["queue"] = queue_depth()
-    data["oldest_pending"] = oldest_pending(now)
+    data["throughput"] = throughput(hours, now, account_id=account_id)
+    data["latency"] = latency_percentiles(hours, now, account_id=account_id)
+    data["queue"] = queue_depth(account_id=account_id)
+    data["oldest_pending"] = oldest_pending(now, account_id=account_id)
     data["breakers"] = breaker_states()  # h6: circuit breakers per upstream
     data["generated_at"] = isoformat(now)
     return data
@@ -76,13 +88,13 @@ def events_per_minute(hours: int = 1, now: datetime | None = None) -> dict[datet
 
 
 def events_per_minute_by_status(
-    hours: int = 1, now: datetime | None = None
+    hours: int = 1, now: datetime | None = None, *, account_id: int | None = None
 ) -> dict[datetime, dict[str, int]]:
     """Events received in each minute of the window, split by their status now."""
     now = now or utcnow()
     bucket = _minute_bucket(WebhookEvent.received_at)
     rows = db.session.execute(
-        select(bucket, WebhookEvent.status, func.count())
+        _of(select(bucket, WebhookEvent.status, func.count()), WebhookEvent, account_id)
         .where(WebhookEvent.received_at >= now - timedelta(hours=hours))
         .group_by(bucket, WebhookEvent.status)
     )
@@ -95,14 +107,16 @@ def events_per_minute_by_status(
     return counts
 
 
-def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
+def throughput(
+    hours: int = 1, now: datetime | None = None, *, account_id: int | None = None
+) -> dict[str, Any]:
     """Events per minute over the window, in at most MAX_BUCKETS buckets (oldest first).
 
     Each bucket's `per_minute` is the average rate over its minutes, and
     `by_status` splits its count by the events' current status.
     """
     now = now or utcnow()
-    per_minute = events_per_minute_by_status(hours, now)
+    per_minute = events_per_minute_by_status(hours, now, account_id=account_id)
     minutes = hours * 60
     width = max(1, math.ceil(minutes / MAX_BUCKETS))
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -133,7 +147,9 @@ def throughput(hours: int = 1, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def latency_percentiles(hours: int = 24, now: datetime | None = None) -> dict[str, Any]:
+def latency_percentiles(
+    hours: int = 24, now: datetime | None = None, *, account_id: int | None = None
+) -> dict[str, Any]:
     """Seconds from receipt to success (p50/p95/p99) of events received in the window.
 
     Measured on the most recent LATENCY_SAMPLE successes, so it costs the same
@@ -141,7 +157,7 @@ def latency_percentiles(hours: int = 24, now: datetime | None = None) -> dict[st
     """
     now = now or utcnow()
     rows = db.session.execute(
-        select(WebhookEvent.received_at, WebhookEvent.processed_at)
+        _of(select(WebhookEvent.received_at, WebhookEvent.processed_at), WebhookEvent, account_id)
         .where(
             WebhookEvent.status == EventStatus.SUCCESS,
             WebhookEvent.received_at >= now - timedelta(hours=hours),
@@ -168,17 +184,22 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return round(value, 3)
 
 
-def queue_depth() -> dict[str, Any]:
+def queue_depth(*, account_id: int | None = None) -> dict[str, Any]:
     """Jobs waiting in the RQ queue, scheduled in rq-scheduler, running, failed in RQ.
 
+    With `account_id`: that account's bulk queue only (the priority queue and the
+    scheduler are shared by every account, so `scheduled` is null).
     Redis being down is a fact to show, not an error: `error` says so.
     """
     try:
-        # Both queues count: the priority queue (fraud alerts, claims) and the bulk one.
-        queues = queueing.get_queues()
-        scheduler = queueing.get_scheduler()
+        if account_id is None:
+            # Both queues count: the priority queue (fraud alerts, claims) and the bulk one.
+            queues = queueing.get_queues()
+            scheduled: int | None = queueing.get_scheduler().count()
+        else:
+            queues = [queueing.get_queue(name=queueing.account_queue_name(account_id))]
+            scheduled = None
         queued = sum(queue.count for queue in queues)
-        scheduled = scheduler.count()
         return {
             "queue": queues[-1].name,
             "queues": {queue.name: queue.count for queue in queues},
@@ -186,7 +207,7 @@ def queue_depth() -> dict[str, Any]:
             "scheduled": scheduled,
             "started": sum(queue.started_job_registry.count for queue in queues),
             "failed": sum(queue.failed_job_registry.count for queue in queues),
-            "total": queued + scheduled,
+            "total": queued + (scheduled or 0),
             "error": None,
         }
     except RedisError as exc:
@@ -203,11 +224,13 @@ def queue_depth() -> dict[str, Any]:
         }
 
 
-def oldest_pending(now: datetime | None = None) -> dict[str, Any]:
+def oldest_pending(now: datetime | None = None, *, account_id: int | None = None) -> dict[str, Any]:
     """The oldest `pending` event: when it was received and how long ago (seconds)."""
     now = now or utcnow()
     received = db.session.scalar(
-        select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == EventStatus.PENDING)
+        _of(select(func.min(WebhookEvent.received_at)), WebhookEvent, account_id).where(
+            WebhookEvent.status == EventStatus.PENDING
+        )
     )
     if received is None:
         return {"received_at": None, "age_seconds": None}
