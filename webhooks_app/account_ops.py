@@ -168,7 +168,7 @@ def rotate_webhook_secret(account: Account, new_secret: str, *, keep_previous: b
     if account.is_default and not account.has_secret("mp_webhook_secret"):
         raise AccountError(
             "the default account's secret is MP_WEBHOOK_SECRET in the environment: rotate it "
-            "there (\"new,old\" while MercadoPago switches over)"
+            'there ("new,old" while MercadoPago switches over)'
         )
     previous = secret_box.decrypt(account.mp_webhook_secret_encrypted) or ""
     secrets_now = [new_secret]
@@ -177,6 +177,16 @@ def rotate_webhook_secret(account: Account, new_secret: str, *, keep_previous: b
     account.set_secret("mp_webhook_secret", ",".join(secrets_now))
     _commit(account)
     logger.info("account %s (%s): webhook secret rotated", account.id, account.slug)
+
+
+def finish_secret_rotation(account: Account) -> None:
+    """End a rotation: only the newest webhook secret stays accepted (MercadoPago signs
+    with it now); the previous ones stop working."""
+    current = secret_box.decrypt(account.mp_webhook_secret_encrypted) or ""
+    newest = current.split(",")[0]
+    if not newest:
+        raise AccountError(f"the account {account.slug!r} has no webhook secret of its own")
+    rotate_webhook_secret(account, newest, keep_previous=False)
 
 
 def issue_api_token(account: Account) -> str:
