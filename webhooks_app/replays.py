@@ -97,8 +97,11 @@ class RetryReport:
         return text
 
 
-def retry_ids(ids: Iterable[int], *, force: bool = False) -> RetryReport:
-    """Retry these events (a `success` one only with `force`); unknown ids are reported."""
+def retry_ids(
+    ids: Iterable[int], *, force: bool = False, account_id: int | None = None
+) -> RetryReport:
+    """Retry these events (a `success` one only with `force`); unknown ids are reported.
+    With `account_id`, another account's event is refused (and left as it is)."""
     wanted = list(dict.fromkeys(ids))
     # Ids no row can have never reach the database (SQLite cannot even bind them).
     possible = [event_id for event_id in wanted if 0 < event_id <= MAX_ID]
@@ -111,6 +114,9 @@ def retry_ids(ids: Iterable[int], *, force: bool = False) -> RetryReport:
         event = events.get(event_id)
         if event is None:
             report.missing.append(event_id)
+            continue
+        if account_id is not None and event.account_id != account_id:
+            report.refused[event_id] = f"event {event_id} belongs to another account"
             continue
         report.matched.append(event_id)
         _retry(event, force, report)
