@@ -15,7 +15,7 @@ from webhooks_app import account_ops
 from webhooks_app.accounts import Account
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, MpAlert, Subscription
-from webhooks_app.resources import Chargeback, MerchantOrder
+from webhooks_app.resources import Chargeback, MerchantOrder, MerchantOrderPayment
 from webhooks_app.signatures import sign
 from webhooks_app.timeutil import utcnow
 
@@ -70,15 +70,18 @@ def seed(account: Account, only: str | None = None) -> Seeded:
         )
         seeded.events[status] = event.id
     now = utcnow()
+    order = MerchantOrder(
+        account_id=account_id,
+        mp_order_id=SHARED_IDS["order"] + suffix,
+        status="closed",
+        payment_ids=[payment.mp_payment_id],
+        raw={},
+    )
+    db.session.add(order)
+    db.session.flush()
     db.session.add_all(
         [
-            MerchantOrder(
-                account_id=account_id,
-                mp_order_id=SHARED_IDS["order"] + suffix,
-                status="closed",
-                payment_ids=["555"],
-                raw={},
-            ),
+            MerchantOrderPayment(merchant_order_id=order.id, mp_payment_id=payment.mp_payment_id),
             Chargeback(
                 account_id=account_id,
                 mp_chargeback_id=SHARED_IDS["chargeback"] + suffix,
