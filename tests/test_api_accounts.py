@@ -3,6 +3,8 @@ only (lists, details, retries, stats), `?account=` narrowing, global-only operat
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from account_rows import SECRET_MARK, SHARED_IDS, make_account, post_to_account, secrets_of, seed
 from factories import add_event
@@ -27,7 +29,8 @@ def no_secret(response) -> None:
     assert SECRET_MARK not in response.get_data(as_text=True)
 
 
-def test_accounts_through_the_api_never_answer_a_secret(app, client):
+def test_accounts_through_the_api_never_answer_a_secret(app, client, caplog):
+    caplog.set_level(logging.DEBUG)
     body = {"slug": "acme", "name": "Acme", "ghl_location_id": "loc-acme", **secrets_of("acme")}
     created = client.post("/api/accounts", json=body, headers=api_headers())
     assert created.status_code == 201, created.json
@@ -80,6 +83,8 @@ def test_accounts_through_the_api_never_answer_a_secret(app, client):
     assert client.get("/api/accounts/acme", headers=api_headers()).status_code == 404
     default = client.delete(f"/api/accounts/{DEFAULT_SLUG}", headers=api_headers())
     assert default.status_code == 400 and "cannot be deleted" in default.json["error"]
+    assert "account 2 (acme) created" in caplog.text
+    assert SECRET_MARK not in caplog.text  # nor in a log
 
 
 def test_rotating_a_webhook_secret_through_the_api(app, client):

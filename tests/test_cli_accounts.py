@@ -4,6 +4,7 @@ and resources: secrets never printed, another account's rows never reached."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from account_rows import SECRET_MARK, SHARED_IDS, make_account, secrets_of, seed
@@ -41,7 +42,8 @@ def add_acme(runner, *extra: str, slug: str = "acme", code: int = 0):
     )
 
 
-def test_accounts_add_list_show_edit_never_print_a_secret(runner):
+def test_accounts_add_list_show_edit_never_print_a_secret(runner, caplog):
+    caplog.set_level(logging.DEBUG)
     added = add_acme(runner, "--tag-mode", "replace", "--retention-days", "30")
     assert "account acme added" in added.output and "/webhooks/mp/acme" in added.output
     account = account_ops.find_account("acme")
@@ -79,6 +81,7 @@ def test_accounts_add_list_show_edit_never_print_a_secret(runner):
     assert (
         secret_box.decrypt(account.ghl_api_token_encrypted) == secrets_of("acme")["ghl_api_token"]
     )
+    assert "account 2 (acme) created" in caplog.text and SECRET_MARK not in caplog.text
 
 
 def test_accounts_add_prompts_for_secrets_with_hidden_input(runner):
