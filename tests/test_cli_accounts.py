@@ -81,7 +81,7 @@ def test_accounts_add_list_show_edit_never_print_a_secret(runner, caplog):
     assert (
         secret_box.decrypt(account.ghl_api_token_encrypted) == secrets_of("acme")["ghl_api_token"]
     )
-    assert "account 2 (acme) created" in caplog.text and SECRET_MARK not in caplog.text
+    assert "(acme) created" in caplog.text and SECRET_MARK not in caplog.text
 
 
 def test_accounts_add_prompts_for_secrets_with_hidden_input(runner):
