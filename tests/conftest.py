@@ -54,13 +54,17 @@ TABLES = (
     "processing_pause_log",
 )
 
+# Accounts a test (or the API's schemathesis run) created or changed do not outlive it:
+# the default account goes back to its migration's state (the environment's settings).
+RESET_ACCOUNTS = "DELETE FROM accounts WHERE id <> 1"
 RESET_DEFAULT_ACCOUNT = (
-    "UPDATE accounts SET name = 'Default account', enabled = TRUE,"
-    " mp_access_token_encrypted = NULL, mp_webhook_secret_encrypted = NULL,"
-    " ghl_location_id = NULL, ghl_api_token_encrypted = NULL, status_tags = NULL,"
-    " tag_mode = NULL, custom_fields = NULL, retention_days = NULL, api_token_hash = NULL"
-    " WHERE id = 1"
+    "UPDATE accounts SET slug = 'default', name = 'Default account', enabled = TRUE, "
+    "mp_access_token_encrypted = NULL, mp_webhook_secret_encrypted = NULL, "
+    "ghl_location_id = NULL, ghl_api_token_encrypted = NULL, status_tags = NULL, "
+    "tag_mode = NULL, custom_fields = NULL, retention_days = NULL, api_token_hash = NULL "
+    "WHERE id = 1"
 )
+
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
@@ -105,9 +109,7 @@ def app(sandbox: SandboxServer, _schema: None) -> Iterator[Flask]:
         with db.engine.begin() as connection:
             for table in TABLES:
                 connection.execute(text(f"DELETE FROM {table}"))
-            # Every account but the default one, which gets back its empty settings (from
-            # the environment), as the migration made it.
-            connection.execute(text("DELETE FROM accounts WHERE id <> 1"))
+            connection.execute(text(RESET_ACCOUNTS))
             connection.execute(text(RESET_DEFAULT_ACCOUNT))
         # Its own client: the app's fails fast (REDIS_SOCKET_TIMEOUT, 0.5 s), and emptying a
         # database a heavy test filled can take longer than that on a loaded machine.

@@ -177,7 +177,7 @@ def rotate_webhook_secret(account: Account, new_secret: str, *, keep_previous: b
     if account.is_default and not account.has_secret("mp_webhook_secret"):
         raise AccountError(
             "the default account's secret is MP_WEBHOOK_SECRET in the environment: rotate it "
-            "there (\"new,old\" while MercadoPago switches over)"
+            'there ("new,old" while MercadoPago switches over)'
         )
     previous = secret_box.decrypt(account.mp_webhook_secret_encrypted) or ""
     secrets_now = [new_secret]
@@ -189,9 +189,13 @@ def rotate_webhook_secret(account: Account, new_secret: str, *, keep_previous: b
 
 
 def finish_webhook_secret_rotation(account: Account) -> bool:
-    """Stop accepting the previous webhook secret(s): only the newest stays. Returns whether
-    a rotation was in progress (False: nothing to finish)."""
-    secrets_now = (secret_box.decrypt(account.mp_webhook_secret_encrypted) or "").split(",")
+    """End a rotation: only the newest webhook secret stays accepted (MercadoPago signs with
+    it now); the previous ones stop working. Returns whether a rotation was in progress
+    (False: nothing to finish); AccountError if the account has no secret of its own."""
+    current = secret_box.decrypt(account.mp_webhook_secret_encrypted) or ""
+    if not current:
+        raise AccountError(f"the account {account.slug!r} has no webhook secret of its own")
+    secrets_now = current.split(",")
     if len(secrets_now) < 2:
         return False
     rotate_webhook_secret(account, secrets_now[0], keep_previous=False)

@@ -1,4 +1,5 @@
-"""Operator authentication: HTTP Basic for the admin and /rq (browsers), Bearer for /api.
+"""Operator authentication: HTTP Basic for the admin and /rq (browsers), Bearer for /api
+(the global API_TOKEN, or an account's token that sees that account only: `api_caller`).
 
 There are no default credentials: a surface whose credentials are not
 configured answers 503 and says what to set. Every comparison is constant-time,
@@ -11,6 +12,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,3 +155,39 @@ def ensure_secret_key(app: Flask) -> None:
 def _derive_key(username: str, password: str) -> str:
     material = f"{username}\0{password}".encode()
     return hashlib.pbkdf2_hmac("sha256", material, b"webhooks-admin-secret-key", 200_000).hex()
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """Who holds an API bearer token: the global API_TOKEN (`account_id` None: it sees every
+    account) or one account's token (it sees that account only)."""
+
+    account_id: int | None = None
+    account_slug: str | None = None
+    account_enabled: bool = True
+
+    @property
+    def is_global(self) -> bool:
+        return self.account_id is None
+
+
+def api_caller(req: Request, config: Mapping[str, Any]) -> ApiCaller | None:
+    """The caller the request's `Authorization: Bearer …` names, or None for no valid token.
+
+    The global token is compared in constant time, always (also when an account's token is
+    given). An account's token is found by its SHA-256 (all that is stored): a lookup by
+    hash reveals nothing usable through timing, as the hash of a guess says nothing about
+    how close the guess is.
+    """
+    scheme, _, given = req.headers.get("Authorization", "").partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" else ""
+    if bearer_ok(req, config.get("API_TOKEN")):
+        return ApiCaller()
+    if not given:
+        return None
+    from .account_ops import account_for_token  # account_ops imports the models
+
+    account = account_for_token(given)
+    if account is None:
+        return None
+    return ApiCaller(account.id, account.slug, account.enabled)

@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from sqlalchemy.orm import selectinload
 
 from .attempts import process_event
+from .cli_accounts import ACCOUNT_OPTION, account_id_of, accounts_cli, not_found
 from .filters import EventFilter, FilterError, parse_event_filter
 from .jobs import event_jobs
 from .lookups import event_detail, find_event
@@ -31,6 +32,7 @@ LIST_MAX = 500
 def init_app(app: Flask) -> None:
     from . import cli_privacy  # noqa: F401 - registers purge and forget on webhooks_cli
 
+    webhooks_cli.add_command(accounts_cli)
     app.cli.add_command(webhooks_cli)
 
 
@@ -56,6 +58,7 @@ def process_command(loop: bool, interval: float, limit: int) -> None:
 def event_filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The event filter as options: the same names and values as the API's parameters."""
     options = [
+        ACCOUNT_OPTION,
         click.option("--status", help="One or more comma-separated statuses, e.g. failed."),
         click.option("--type", "event_type", help="Notification type, e.g. payment."),
         click.option("--since", help="Received at or after: 2026-11-29, 2026-11-29T10:00Z, 2h."),
@@ -75,11 +78,19 @@ def parse_filter_options(
     since: str | None,
     until: str | None,
     q: str | None,
+    account: str | None = None,
 ) -> EventFilter:
     """The options through the shared filter parser; a bad value is a usage error (exit 2)."""
     try:
         return parse_event_filter(
-            {"status": status, "type": event_type, "since": since, "until": until, "q": q}
+            {
+                "account": account,
+                "status": status,
+                "type": event_type,
+                "since": since,
+                "until": until,
+                "q": q,
+            }
         )
     except FilterError as exc:
         raise click.UsageError(str(exc)) from None
@@ -98,6 +109,7 @@ def parse_filter_options(
 @click.option("--cursor", help="Continue after the last page (printed at its end).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as GET /api/webhook-events.")
 def list_command(
+    account: str | None,
     status: str | None,
     event_type: str | None,
     since: str | None,
@@ -109,7 +121,7 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List events, newest first, with the same filters as the API and the admin."""
-    event_filter = parse_filter_options(status, event_type, since, until, q)
+    event_filter = parse_filter_options(status, event_type, since, until, q, account)
     if not 1 <= limit <= LIST_MAX:
         raise click.UsageError(f"--limit must be between 1 and {LIST_MAX}")
     query = event_filter.query().options(selectinload(WebhookEvent.payment))
@@ -151,12 +163,13 @@ def list_command(
 
 @webhooks_cli.command("show")
 @click.argument("event_id", type=int)
+@ACCOUNT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as GET /api/webhook-events/ID.")
-def show_command(event_id: int, as_json: bool) -> None:
+def show_command(event_id: int, account: str | None, as_json: bool) -> None:
     """Show one event: what was received, every attempt, its payment, its jobs in Redis."""
-    event = find_event(event_id)
+    event = find_event(event_id, account_id_of(account))
     if event is None:
-        raise click.ClickException(f"event {event_id} does not exist")
+        raise not_found(f"event {event_id}", account)
     if as_json:
         click.echo(json.dumps(event_detail(event), indent=2, default=str))
         return
@@ -208,6 +221,7 @@ def show_command(event_id: int, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list the events a filter would replay.")
 def replay_command(
     event_ids: tuple[int, ...],
+    account: str | None,
     status: str | None,
     event_type: str | None,
     since: str | None,
@@ -216,7 +230,8 @@ def replay_command(
     force: bool,
     dry_run: bool,
 ) -> None:
-    """Re-queue events by id, or every event matching --status (and the other filters)."""
+    """Re-queue events by id, or every event matching --status (and the other filters);
+    with --account, only that account's (another account's event id is refused)."""
     filtering = any(value is not None for value in (status, event_type, since, until, q))
     if event_ids and filtering:
         raise click.UsageError("give event ids or filters, not both")
@@ -225,9 +240,9 @@ def replay_command(
     if event_ids:
         if dry_run:
             raise click.UsageError("--dry-run works with filters, not with event ids")
-        report = retry_ids(event_ids, force=force)
+        report = retry_ids(event_ids, force=force, account_id=account_id_of(account))
     else:
-        event_filter = parse_filter_options(status, event_type, since, until, q)
+        event_filter = parse_filter_options(status, event_type, since, until, q, account)
         report = retry_matching(event_filter, force=force, dry_run=dry_run)
     _print_report(report)
 
@@ -236,6 +251,7 @@ def replay_command(
 @event_filter_options
 @click.option("--dry-run", is_flag=True, help="Only list the failed events that would be retried.")
 def retry_failed_command(
+    account: str | None,
     status: str | None,
     event_type: str | None,
     since: str | None,
@@ -244,7 +260,7 @@ def retry_failed_command(
     dry_run: bool,
 ) -> None:
     """Re-queue every failed (dead-lettered) event, or those matching the filters."""
-    event_filter = parse_filter_options(status, event_type, since, until, q)
+    event_filter = parse_filter_options(status, event_type, since, until, q, account)
     failed = event_filter.restricted_to(EventStatus.FAILED)
     if failed is None:
         raise click.UsageError("--status must include failed (this command retries failed events)")
@@ -272,6 +288,7 @@ def _print_report(report: RetryReport) -> None:
 
 
 @webhooks_cli.command("stats")
+@ACCOUNT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as GET /api/stats.")
 @click.option(
     "--hours",
@@ -280,9 +297,9 @@ def _print_report(report: RetryReport) -> None:
     type=click.IntRange(1, 168),
     help="Window for throughput and latency.",
 )
-def stats_command(as_json: bool, hours: int) -> None:
+def stats_command(account: str | None, as_json: bool, hours: int) -> None:
     """Counts by status, success rate, throughput, latency, queue depth, oldest pending."""
-    data = dashboard(hours)
+    data = dashboard(hours, account_id=account_id_of(account))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -308,7 +325,8 @@ def stats_command(as_json: bool, hours: int) -> None:
     else:
         click.echo(
             f"{'queue':<11} {queue['total']} ({queue['queued']} queued, "
-            f"{queue['scheduled']} scheduled, {queue['started']} running)"
+            f"{'-' if queue['scheduled'] is None else queue['scheduled']} scheduled, "
+            f"{queue['started']} running)"
         )
     oldest = data["oldest_pending"]
     click.echo(

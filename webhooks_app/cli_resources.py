@@ -1,15 +1,16 @@
 """`flask webhooks order <id>`, `chargebacks`, `alerts`, `subscriptions` and `subscription
-<id>`: the other stored resources."""
+<id>`: the other stored resources (one account's with `--account`)."""
 
 from __future__ import annotations
 
 import json
 
 import click
-from sqlalchemy import select
 
 from .cli import LIST_MAX, webhooks_cli
+from .cli_accounts import ACCOUNT_OPTION, account_id_of, not_found
 from .extensions import db
+from .filters import FilterError
 from .models import Subscription
 from .resource_lookups import (
     ALERT_KINDS,
@@ -19,18 +20,20 @@ from .resource_lookups import (
     find_subscription,
     order_payments,
     subscription_charges,
+    subscriptions_query,
 )
 from .timeutil import isoformat
 
 
 @webhooks_cli.command("order")
 @click.argument("mp_order_id")
+@ACCOUNT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the stored order as JSON.")
-def order_command(mp_order_id: str, as_json: bool) -> None:
+def order_command(mp_order_id: str, account: str | None, as_json: bool) -> None:
     """Show a stored merchant order and the stored payments it lists."""
-    order = find_merchant_order(mp_order_id)
+    order = find_merchant_order(mp_order_id, account_id_of(account))
     if order is None:
-        raise click.ClickException(f"merchant order {mp_order_id} is not stored")
+        raise not_found(f"merchant order {mp_order_id}", account, "is not stored")
     payments = order_payments(order)
     if as_json:
         data = order.to_dict()
@@ -50,11 +53,14 @@ def order_command(mp_order_id: str, as_json: bool) -> None:
 
 
 @webhooks_cli.command("chargebacks")
+@ACCOUNT_OPTION
 @click.option("--payment-id", help="Only the chargebacks of this MercadoPago payment.")
 @click.option("--limit", default=50, show_default=True, help="Rows shown, newest first.")
-def chargebacks_command(payment_id: str | None, limit: int) -> None:
+def chargebacks_command(account: str | None, payment_id: str | None, limit: int) -> None:
     """List stored chargebacks, newest first."""
-    chargebacks = find_chargebacks(payment_id=payment_id, limit=max(1, min(limit, 500)))
+    chargebacks = find_chargebacks(
+        payment_id=payment_id, limit=max(1, min(limit, 500)), account_id=account_id_of(account)
+    )
     for cb in chargebacks:
         deadline = cb.date_documentation_deadline
         click.echo(
@@ -66,12 +72,20 @@ def chargebacks_command(payment_id: str | None, limit: int) -> None:
 
 
 @webhooks_cli.command("alerts")
+@ACCOUNT_OPTION
 @click.option("--kind", type=click.Choice(ALERT_KINDS), help="Only fraud alerts, or only claims.")
 @click.option("--payment-id", help="Only those about this MercadoPago payment.")
 @click.option("--limit", default=50, show_default=True, help="Rows shown, newest first.")
-def alerts_command(kind: str | None, payment_id: str | None, limit: int) -> None:
+def alerts_command(
+    account: str | None, kind: str | None, payment_id: str | None, limit: int
+) -> None:
     """List stored fraud alerts and claims, newest first."""
-    alerts = find_alerts(kind=kind, payment_id=payment_id, limit=max(1, min(limit, LIST_MAX)))
+    alerts = find_alerts(
+        kind=kind,
+        payment_id=payment_id,
+        limit=max(1, min(limit, LIST_MAX)),
+        account_id=account_id_of(account),
+    )
     for alert in alerts:
         order = f"  merchant order {alert.merchant_order_id}" if alert.merchant_order_id else ""
         detail = f" ({alert.detail})" if alert.detail else ""
@@ -84,13 +98,16 @@ def alerts_command(kind: str | None, payment_id: str | None, limit: int) -> None
 
 
 @webhooks_cli.command("subscriptions")
+@ACCOUNT_OPTION
 @click.option("--status", help="Only this status, e.g. authorized.")
 @click.option("--limit", default=50, show_default=True, help="Rows to show (newest first).")
-def subscriptions_command(status: str | None, limit: int) -> None:
+def subscriptions_command(account: str | None, status: str | None, limit: int) -> None:
     """List subscriptions (MercadoPago preapprovals), most recently updated first."""
-    query = select(Subscription).order_by(Subscription.updated_at.desc(), Subscription.id.desc())
-    if status:
-        query = query.where(Subscription.status == status)
+    try:
+        query = subscriptions_query(status, account_id_of(account))
+    except FilterError as exc:
+        raise click.UsageError(str(exc)) from None
+    query = query.order_by(Subscription.updated_at.desc(), Subscription.id.desc())
     rows = db.session.scalars(query.limit(min(limit, LIST_MAX))).all()
     for row in rows:
         amount = f"{row.amount} {row.currency or ''}".strip() if row.amount is not None else "-"
@@ -105,12 +122,13 @@ def subscriptions_command(status: str | None, limit: int) -> None:
 
 @webhooks_cli.command("subscription")
 @click.argument("mp_preapproval_id")
+@ACCOUNT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print it and its charges as JSON.")
-def subscription_command(mp_preapproval_id: str, as_json: bool) -> None:
+def subscription_command(mp_preapproval_id: str, account: str | None, as_json: bool) -> None:
     """Show a stored subscription and its charges (authorized payments), latest first."""
-    row = find_subscription(mp_preapproval_id)
+    row = find_subscription(mp_preapproval_id, account_id_of(account))
     if row is None:
-        raise click.ClickException(f"subscription {mp_preapproval_id} is not stored")
+        raise not_found(f"subscription {mp_preapproval_id}", account, "is not stored")
     charges = subscription_charges(row)
     if as_json:
         data = row.to_dict()

@@ -335,7 +335,8 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
     described = {
         400: "a parameter or the body has a value that cannot be used",
         401: "missing or invalid bearer token",
-        403: "refused: the request carries another site's `Origin`",
+        403: "refused: the request carries another site's `Origin`, or an account's token "
+        "asks for a global operation or another account",
         404: "no such object",
         409: "the event cannot be retried in its current state",
         415: "a state-changing call without `Content-Type: application/json`",
@@ -375,11 +376,15 @@ def openapi_document() -> dict[str, Any]:
         "schema": {"type": "integer", "format": "int64", "minimum": 1},
     }
     force = {"type": "boolean", "default": False, "description": "also retry a success event"}
+    from . import openapi_accounts
     from .openapi_resources import SCHEMAS, resource_paths
 
     document = _document(event_id, force)
     document["paths"].update(resource_paths())
+    openapi_accounts.add_account_scope(document)
+    document["paths"].update(openapi_accounts.account_paths())
     document["components"]["schemas"].update(SCHEMAS)
+    document["components"]["schemas"].update(openapi_accounts.SCHEMAS)
     return copy.deepcopy(document)
 
 
@@ -576,7 +581,8 @@ def _document(event_id: dict[str, Any], force: dict[str, Any]) -> dict[str, Any]
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "API_TOKEN",
+                    "description": "API_TOKEN (every account), or an account's token "
+                    "(`flask webhooks accounts token SLUG`: that account only)",
                 },
             },
             "schemas": {

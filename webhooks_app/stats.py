@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis import RedisError
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, func, select
 
 from . import queueing
 from .accounts import all_account_ids
@@ -32,12 +32,12 @@ PERCENTILES = (50, 95, 99)
 MAX_BUCKETS = 120
 
 
-def _of(query: Select, model: Any, account_id: int | None) -> Select:
+def _of(query: Any, model: Any, account_id: int | None) -> Any:
     """The query narrowed to one account's rows (None: every account's)."""
     return query if account_id is None else query.where(model.account_id == account_id)
 
 
-def event_counts(account_id: int | None = None) -> dict[str, int]:
+def event_counts(*, account_id: int | None = None) -> dict[str, int]:
     """Events by status, every status present (zero when none)."""
     counts = dict.fromkeys(EventStatus.ALL, 0)
     rows = db.session.execute(
@@ -49,33 +49,32 @@ def event_counts(account_id: int | None = None) -> dict[str, int]:
     return counts
 
 
-def summary(account_id: int | None = None) -> dict[str, object]:
+def summary(*, account_id: int | None = None) -> dict[str, object]:
     """Event counts, total, payments and the share of finished events that succeeded."""
-    counts = event_counts(account_id)
+    counts = event_counts(account_id=account_id)
     finished = counts[EventStatus.SUCCESS] + counts[EventStatus.FAILED]
-    payments = _of(select(func.count()).select_from(Payment), Payment, account_id)
     return {
         "events": counts,
         "total_events": sum(counts.values()),
-        "payments": db.session.scalar(payments),
+        "payments": db.session.scalar(
+            _of(select(func.count()).select_from(Payment), Payment, account_id)
+        ),
         "success_rate": round(counts[EventStatus.SUCCESS] / finished, 4) if finished else None,
     }
 
 
 def dashboard(
-    hours: int = 1, now: datetime | None = None, account_id: int | None = None
+    hours: int = 1, now: datetime | None = None, *, account_id: int | None = None
 ) -> dict[str, Any]:
     """Everything the stats page, `GET /api/stats` and `flask webhooks stats` show; of one
-    account's events and payments if `account_id` is given (the queues and breakers are
-    shown whole)."""
+    account's events (and its bulk queue) if `account_id` is given."""
     now = now or utcnow()
-    data: dict[str, Any] = summary(account_id)
-    data["account_id"] = account_id
+    data: dict[str, Any] = summary(account_id=account_id)
     data["window_hours"] = hours
-    data["throughput"] = throughput(hours, now, account_id)
-    data["latency"] = latency_percentiles(hours, now, account_id)
-    data["queue"] = queue_depth()
-    data["oldest_pending"] = oldest_pending(now, account_id)
+    data["throughput"] = throughput(hours, now, account_id=account_id)
+    data["latency"] = latency_percentiles(hours, now, account_id=account_id)
+    data["queue"] = queue_depth(account_id=account_id)
+    data["oldest_pending"] = oldest_pending(now, account_id=account_id)
     data["breakers"] = breaker_states()  # h6: circuit breakers per upstream
     data["generated_at"] = isoformat(now)
     return data
@@ -90,16 +89,15 @@ def events_per_minute(hours: int = 1, now: datetime | None = None) -> dict[datet
 
 
 def events_per_minute_by_status(
-    hours: int = 1, now: datetime | None = None, account_id: int | None = None
+    hours: int = 1, now: datetime | None = None, *, account_id: int | None = None
 ) -> dict[datetime, dict[str, int]]:
     """Events received in each minute of the window, split by their status now."""
     now = now or utcnow()
     bucket = _minute_bucket(WebhookEvent.received_at)
-    query = select(bucket, WebhookEvent.status, func.count()).where(
-        WebhookEvent.received_at >= now - timedelta(hours=hours)
-    )
     rows = db.session.execute(
-        _of(query, WebhookEvent, account_id).group_by(bucket, WebhookEvent.status)
+        _of(select(bucket, WebhookEvent.status, func.count()), WebhookEvent, account_id)
+        .where(WebhookEvent.received_at >= now - timedelta(hours=hours))
+        .group_by(bucket, WebhookEvent.status)
     )
     counts: dict[datetime, dict[str, int]] = {}
     for minute, status, count in rows:
@@ -111,7 +109,7 @@ def events_per_minute_by_status(
 
 
 def throughput(
-    hours: int = 1, now: datetime | None = None, account_id: int | None = None
+    hours: int = 1, now: datetime | None = None, *, account_id: int | None = None
 ) -> dict[str, Any]:
     """Events per minute over the window, in at most MAX_BUCKETS buckets (oldest first).
 
@@ -119,7 +117,7 @@ def throughput(
     `by_status` splits its count by the events' current status.
     """
     now = now or utcnow()
-    per_minute = events_per_minute_by_status(hours, now, account_id)
+    per_minute = events_per_minute_by_status(hours, now, account_id=account_id)
     minutes = hours * 60
     width = max(1, math.ceil(minutes / MAX_BUCKETS))
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -151,7 +149,7 @@ def throughput(
 
 
 def latency_percentiles(
-    hours: int = 24, now: datetime | None = None, account_id: int | None = None
+    hours: int = 24, now: datetime | None = None, *, account_id: int | None = None
 ) -> dict[str, Any]:
     """Seconds from receipt to success (p50/p95/p99) of events received in the window.
 
@@ -159,13 +157,13 @@ def latency_percentiles(
     on a million rows; `sample` says how many were measured.
     """
     now = now or utcnow()
-    query = select(WebhookEvent.received_at, WebhookEvent.processed_at).where(
-        WebhookEvent.status == EventStatus.SUCCESS,
-        WebhookEvent.received_at >= now - timedelta(hours=hours),
-        WebhookEvent.processed_at.is_not(None),
-    )
     rows = db.session.execute(
-        _of(query, WebhookEvent, account_id)
+        _of(select(WebhookEvent.received_at, WebhookEvent.processed_at), WebhookEvent, account_id)
+        .where(
+            WebhookEvent.status == EventStatus.SUCCESS,
+            WebhookEvent.received_at >= now - timedelta(hours=hours),
+            WebhookEvent.processed_at.is_not(None),
+        )
         .order_by(WebhookEvent.received_at.desc())
         .limit(LATENCY_SAMPLE)
     )
@@ -187,25 +185,30 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return round(value, 3)
 
 
-def queue_depth() -> dict[str, Any]:
+def queue_depth(*, account_id: int | None = None) -> dict[str, Any]:
     """Jobs waiting in the RQ queue, scheduled in rq-scheduler, running, failed in RQ.
 
+    With `account_id`: that account's bulk queue only (the priority queue and the
+    scheduler are shared by every account, so `scheduled` is null).
     Redis being down is a fact to show, not an error: `error` says so.
     """
     try:
-        # Every queue counts: the priority queue (fraud alerts, claims) and each account's.
-        queues = queueing.get_queues(account_ids=all_account_ids())
-        scheduler = queueing.get_scheduler()
+        if account_id is None:
+            # Every queue counts: the priority queue (fraud alerts, claims) and each account's.
+            queues = queueing.get_queues(account_ids=all_account_ids())
+            scheduled: int | None = queueing.get_scheduler().count()
+        else:
+            queues = [queueing.get_queue(name=queueing.account_queue_name(account_id))]
+            scheduled = None
         queued = sum(queue.count for queue in queues)
-        scheduled = scheduler.count()
         return {
-            "queue": queueing.queue_names()[1],
+            "queue": queueing.queue_names()[1] if account_id is None else queues[0].name,
             "queues": {queue.name: queue.count for queue in queues},
             "queued": queued,
             "scheduled": scheduled,
             "started": sum(queue.started_job_registry.count for queue in queues),
             "failed": sum(queue.failed_job_registry.count for queue in queues),
-            "total": queued + scheduled,
+            "total": queued + (scheduled or 0),
             "error": None,
         }
     except RedisError as exc:
@@ -222,13 +225,14 @@ def queue_depth() -> dict[str, Any]:
         }
 
 
-def oldest_pending(now: datetime | None = None, account_id: int | None = None) -> dict[str, Any]:
+def oldest_pending(now: datetime | None = None, *, account_id: int | None = None) -> dict[str, Any]:
     """The oldest `pending` event: when it was received and how long ago (seconds)."""
     now = now or utcnow()
-    query = select(func.min(WebhookEvent.received_at)).where(
-        WebhookEvent.status == EventStatus.PENDING
+    received = db.session.scalar(
+        _of(select(func.min(WebhookEvent.received_at)), WebhookEvent, account_id).where(
+            WebhookEvent.status == EventStatus.PENDING
+        )
     )
-    received = db.session.scalar(_of(query, WebhookEvent, account_id))
     if received is None:
         return {"received_at": None, "age_seconds": None}
     if isinstance(received, str):  # SQLite's MIN() loses the column type

@@ -1,5 +1,6 @@
 """The API's merchant orders, chargebacks, fraud alerts and claims, and subscriptions with
-their charges (on the `api` blueprint: same token check)."""
+their charges (on the `api` blueprint: same token check). Every view is `account_scoped`:
+another account's row answers 404 as a missing one."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from ..resource_lookups import (
     subscription_charges,
     subscriptions_query,
 )
-from .api import bp, request_limit, updated_first_page
+from .api import account_scoped, api_account_id, bp, request_limit, updated_first_page
 
 
 @bp.get("/merchant-orders/<mp_id>")
+@account_scoped
 def get_merchant_order(mp_id: str) -> ResponseReturnValue:
     """One merchant order by MercadoPago id, with the stored payments it lists."""
-    order = find_merchant_order(mp_id)
+    order = find_merchant_order(mp_id, api_account_id())
     if order is None:
         abort(404, f"merchant order {mp_id} does not exist")
     data = order.to_dict()
@@ -31,6 +33,7 @@ def get_merchant_order(mp_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/chargebacks")
+@account_scoped
 def list_chargebacks() -> ResponseReturnValue:
     """Chargebacks, newest first; filters `payment_id`, `documentation_status`."""
     args = request.args
@@ -39,21 +42,24 @@ def list_chargebacks() -> ResponseReturnValue:
         payment_id=args.get("payment_id") or None,
         documentation_status=args.get("documentation_status") or None,
         limit=limit,
+        account_id=api_account_id(),
     )
     return jsonify({"chargebacks": [chargeback.to_dict() for chargeback in chargebacks]})
 
 
 @bp.get("/subscriptions")
+@account_scoped
 def list_subscriptions() -> ResponseReturnValue:
     """Subscriptions, most recently updated first; filter `status`; a cursor to the next page."""
-    query = subscriptions_query(request.args.get("status") or None)
+    query = subscriptions_query(request.args.get("status") or None, api_account_id())
     return updated_first_page("subscriptions", query, Subscription)
 
 
 @bp.get("/subscriptions/<mp_id>")
+@account_scoped
 def get_subscription(mp_id: str) -> ResponseReturnValue:
     """One subscription by its MercadoPago (preapproval) id, with its charges."""
-    subscription = find_subscription(mp_id)
+    subscription = find_subscription(mp_id, api_account_id())
     if subscription is None:
         abort(404, f"subscription {mp_id} does not exist")
     data = subscription.to_dict()
@@ -62,11 +68,15 @@ def get_subscription(mp_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/alerts")
+@account_scoped
 def list_alerts() -> ResponseReturnValue:
     """Fraud alerts and claims, newest first; filters `kind`, `payment_id`."""
     args = request.args
     limit = request_limit()
     alerts = find_alerts(
-        kind=args.get("kind") or None, payment_id=args.get("payment_id") or None, limit=limit
+        kind=args.get("kind") or None,
+        payment_id=args.get("payment_id") or None,
+        limit=limit,
+        account_id=api_account_id(),
     )
     return jsonify({"alerts": [alert.to_dict() for alert in alerts]})
