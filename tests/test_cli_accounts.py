@@ -84,15 +84,28 @@ def test_accounts_add_list_show_edit_never_print_a_secret(runner, caplog):
     assert "(acme) created" in caplog.text and SECRET_MARK not in caplog.text
 
 
-def test_accounts_add_prompts_for_secrets_with_hidden_input(runner):
+def test_an_agencys_three_steps_with_hidden_input(runner, client):
+    """README, "three steps": add (tokens prompted), then the secret MercadoPago shows."""
     secrets = secrets_of("globex")
-    answers = "\n".join(
-        [secrets["mp_access_token"], secrets["mp_webhook_secret"], secrets["ghl_api_token"]]
+    answers = "\n".join([secrets["mp_access_token"], secrets["ghl_api_token"]])
+    added = run(
+        runner, "accounts", "add", "globex", "--ghl-location", "loc-g", input=answers + "\n"
     )
-    run(runner, "accounts", "add", "globex", "--ghl-location", "loc-g", input=answers + "\n")
+    assert "/webhooks/mp/globex" in added.output and "rotate-secret globex" in added.output
+    assert SECRET_MARK not in added.output
     account = account_ops.find_account("globex")
-    assert account.name == "globex"
+    assert account.name == "globex" and not account.has_secret("mp_webhook_secret")
     assert secret_box.decrypt(account.ghl_api_token_encrypted) == secrets["ghl_api_token"]
+    assert client.post("/webhooks/mp/globex?data.id=1&type=payment", json={}).status_code == 401
+
+    pasted = run(
+        runner, "accounts", "rotate-secret", "globex", input=secrets["mp_webhook_secret"] + "\n"
+    )
+    assert "webhook secret set" in pasted.output and SECRET_MARK not in pasted.output
+    account = account_ops.find_account("globex")
+    db.session.refresh(account)
+    decrypted = secret_box.decrypt(account.mp_webhook_secret_encrypted)
+    assert decrypted == secrets["mp_webhook_secret"]
 
 
 def test_disable_enable_rotate_token_delete(runner, client):
@@ -185,7 +198,7 @@ def test_account_option_refuses_another_accounts_rows(app, runner, two_accounts)
 
     before = db.session.get(WebhookEvent, theirs).updated_at
     replay = run(runner, "replay", str(theirs), "--account", "acme", "--force", code=1)
-    assert f"event {theirs} belongs to another account" in replay.output
+    assert f"event {theirs} does not exist" in replay.output  # as for a missing one
     db.session.expire_all()
     assert db.session.get(WebhookEvent, theirs).updated_at == before
     assert statuses()[theirs] == EventStatus.FAILED

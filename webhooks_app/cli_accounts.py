@@ -91,15 +91,14 @@ def _print(account: Account) -> None:
 )
 @click.option(
     "--webhook-secret",
-    prompt="MercadoPago webhook secret",
-    hide_input=True,
-    help="The secret of MercadoPago's webhook settings; prompted if left out.",
+    help="The secret MercadoPago shows once the account's URL is saved there; usually set "
+    "afterwards with `accounts rotate-secret SLUG` (until then the URL answers 401).",
 )
 @click.option(
     "--ghl-token", prompt="GoHighLevel API token", hide_input=True, help="Prompted if left out."
 )
 def add_command(
-    slug: str, webhook_secret: str, mp_access_token: str, ghl_token: str, **settings: Any
+    slug: str, webhook_secret: str | None, mp_access_token: str, ghl_token: str, **settings: Any
 ) -> None:
     """Add an account; prints the webhook URL path to give MercadoPago."""
     values = {name: value for name, value in settings.items() if value is not None}
@@ -118,6 +117,12 @@ def add_command(
     click.echo(
         f"webhook URL for MercadoPago: https://<this host>{account.to_dict()['webhook_path']}"
     )
+    if not webhook_secret:
+        click.echo(
+            "next: paste that URL into the application's Webhooks settings in MercadoPago "
+            "(Your integrations), then give the secret it shows to "
+            f"`flask webhooks accounts rotate-secret {account.slug}`"
+        )
 
 
 @accounts_cli.command("list")
@@ -217,10 +222,13 @@ def rotate_secret_command(slug: str, secret: str | None, finish: bool) -> None:
     if secret is None:
         secret = click.prompt("New webhook secret", hide_input=True)
     new_secret = secret
+    first = not account.has_secret("mp_webhook_secret")
     _failing(
         lambda: account_ops.rotate_webhook_secret(account, new_secret, keep_previous=not finish)
     )
-    if finish:
+    if first:
+        click.echo(f"account {slug}: webhook secret set; its notifications are now verified")
+    elif finish:
         click.echo(f"account {slug}: webhook secret replaced")
     else:
         click.echo(
