@@ -16,7 +16,7 @@ from webhooks_app.models import EventStatus, WebhookEvent
 from webhooks_app.queueing import get_queue, job_id
 from webhooks_app.timeutil import utcnow
 
-from conftest import dead_letter, drain, post_webhook, statuses
+from conftest import dead_letter, drain, events, post_webhook, statuses
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -234,3 +234,33 @@ def test_stats_shows_latency_queue_and_oldest_pending(app, runner):
     data = json.loads(runner.invoke(args=["webhooks", "stats", "--json"]).output)
     assert data["latency"]["p50"] == 1.5 and data["queue"]["total"] == 0
     assert runner.invoke(args=["webhooks", "stats", "--hours", "0"]).exit_code == 2
+
+
+def test_simulate_for_an_account_signs_with_its_secret_and_reaches_its_location(
+    app, sandbox, runner
+):
+    from accounts_support import create_account
+
+    shop = create_account("shop-b")
+    # The sandbox plays shop-b's seller and location: what simulate creates is theirs.
+    sandbox.state.register_mp_token(shop.mp_token)
+    sandbox.state.register_ghl_token(shop.ghl_token, shop.location)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/mp/shop-b"
+        args = ["webhooks", "simulate", "--account", "shop-b", "--url", url, "--count", "2"]
+        result = runner.invoke(args=args)
+        unknown = runner.invoke(args=["webhooks", "simulate", "--account", "nobody"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert result.output.count("HTTP 200") == 2
+    assert unknown.exit_code == 2 and "nobody" in unknown.output
+    drain(app)
+    stored = events()
+    assert [(e.account_id, e.status) for e in stored] == [(shop.id, EventStatus.SUCCESS)] * 2
+    assert {contact["locationId"] for contact in sandbox.state.contacts()} == {shop.location}
+    owners = {sandbox.state.owner_of("payment", e.resource_id) for e in stored}
+    assert owners == {shop.mp_token}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 import requests
 from flask import current_app
 
+from . import accounts
 from .cli import webhooks_cli
 from .signatures import parse_secrets, sign
 
@@ -33,12 +35,21 @@ WEBHOOK_TYPES = {
 SIMULATED_TOPICS = tuple(WEBHOOK_TYPES)
 
 
+DEFAULT_URL = "http://127.0.0.1:5000/webhooks/mp"
+
+
 @webhooks_cli.command("simulate")
 @click.option(
     "--url",
-    default="http://127.0.0.1:5000/webhooks/mp",
+    default=DEFAULT_URL,
     show_default=True,
-    help="The running service's webhook endpoint.",
+    help="The running service's webhook endpoint (with --account: its slug is appended).",
+)
+@click.option(
+    "--account",
+    metavar="SLUG",
+    help="Send to this account's URL, signed with its webhook secret; its sandbox resources "
+    "belong to its MercadoPago token.",
 )
 @click.option("--count", default=3, show_default=True, help="Notifications to send.")
 @click.option(
@@ -81,11 +92,19 @@ def simulate_command(
     ipn: bool,
     test_notification: bool,
     topic: str,
+    account: str | None,
 ) -> None:
     """Send signed sample notifications to a running instance, as MercadoPago would.
 
     With --type merchant_order or chargebacks, --payment-id names that resource's ids."""
-    config = current_app.config
+    config: Mapping[str, Any] = current_app.config
+    owner = None
+    if account is not None:
+        settings = accounts.by_slug(account) if accounts.SLUG_PATTERN.fullmatch(account) else None
+        if settings is None:
+            raise click.UsageError(f"no account has the slug {account!r}")
+        config, owner = settings.config, _registered_seller(settings.config.get("MP_ACCESS_TOKEN"))
+        url = f"{url.rstrip('/')}/{settings.slug}" if url == DEFAULT_URL else url
     if test_notification:
         if ipn or payment_ids or topic != "payment":
             raise click.UsageError("--test sends one Webhooks-form payment notification of its own")
@@ -93,7 +112,7 @@ def simulate_command(
         ids = [str(TEST_PAYMENT_ID_BASE + secrets.randbelow(10**9))]
     else:
         ids = list(payment_ids) or [
-            _create_sandbox_resource(topic, payment_status) for _ in range(count)
+            _create_sandbox_resource(topic, payment_status, owner) for _ in range(count)
         ]
     failures = 0
     for payment_id in ids:
@@ -104,7 +123,9 @@ def simulate_command(
             ipn,
             topic,
             live_mode=not test_notification,
-            merchant_order=_sandbox_order_of(payment_id, topic, ipn or bool(payment_ids)),
+            merchant_order=_sandbox_order_of(
+                payment_id, topic, ipn or bool(payment_ids), owner
+            ),
         )
         click.echo(f"{topic} {payment_id}: HTTP {response.status_code} {response.text.strip()}")
         failures += response.status_code != 200
@@ -112,30 +133,47 @@ def simulate_command(
         raise SystemExit(1)
 
 
-def _create_sandbox_resource(topic: str, payment_status: str) -> str:
-    """Create the notification's resource in the sandbox; return the id it is notified by."""
+def _create_sandbox_resource(topic: str, payment_status: str, owner: str | None) -> str:
+    """Create the notification's resource in the sandbox (the seller `owner`'s, if given);
+    return the id it is notified by."""
+
+    def post(what: str, body: dict[str, Any]) -> str:
+        return _sandbox_post(what, {**body, "owner": owner} if owner else body)
+
     if topic == "subscription_preapproval":
-        return _sandbox_post("preapprovals", {"status": "authorized"})
+        return post("preapprovals", {"status": "authorized"})
     if topic == "subscription_authorized_payment":  # a charge of a new subscription
-        preapproval_id = _sandbox_post("preapprovals", {"status": "authorized"})
-        body = {"preapproval_id": preapproval_id, "payment_status": payment_status}
-        return _sandbox_post("authorized-payments", body)
-    payment_id = _sandbox_post("payments", {"status": payment_status})
+        preapproval_id = post("preapprovals", {"status": "authorized"})
+        charge = {"preapproval_id": preapproval_id, "payment_status": payment_status}
+        return post("authorized-payments", charge)
+    payment_id = post("payments", {"status": payment_status})
     if topic == "merchant_order":
-        return _sandbox_post("merchant-orders", {"payment_ids": [payment_id]})
+        return post("merchant-orders", {"payment_ids": [payment_id]})
     if topic == "chargebacks":
-        return _sandbox_post("chargebacks", {"payment_id": payment_id})
+        return post("chargebacks", {"payment_id": payment_id})
     if topic == "topic_claims_integration_wh":
-        return _sandbox_post("claims", {"resource_id": payment_id})
+        return post("claims", {"resource_id": payment_id})
     return payment_id  # a payment, or a fraud alert about it
 
 
-def _sandbox_order_of(payment_id: str, topic: str, skip: bool) -> str | None:
+def _sandbox_order_of(payment_id: str, topic: str, skip: bool, owner: str | None) -> str | None:
     """A fraud alert names its payment's merchant order: one is created in the sandbox
     (not for --payment-id, whose payments may be real, nor for IPN, which names none)."""
     if topic != "stop_delivery_op_wh" or skip:
         return None
-    return _sandbox_post("merchant-orders", {"payment_ids": [payment_id]})
+    body: dict[str, Any] = {"payment_ids": [payment_id]}
+    return _sandbox_post("merchant-orders", {**body, "owner": owner} if owner else body)
+
+
+def _registered_seller(token: str | None) -> str | None:
+    """The account's token if the sandbox plays it as a seller (its resources are then that
+    seller's: README, "Many tenants"); None when no seller is registered (all is visible)."""
+    base_url = current_app.config["MP_API_BASE_URL"].rstrip("/")
+    try:
+        registered = requests.get(f"{base_url}/_sandbox/tenants", timeout=5).json()
+    except (requests.RequestException, ValueError):
+        return None
+    return token if token in registered.get("mercadopago", []) else None
 
 
 def _sandbox_post(what: str, body: dict[str, Any]) -> str:
