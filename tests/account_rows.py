@@ -3,11 +3,11 @@ or narrowing never reaches the other's (test_api_accounts, test_cli_accounts).""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from accounts_support import post_to
 from factories import add_event, add_payment
 from flask.testing import FlaskClient
 
@@ -16,7 +16,6 @@ from webhooks_app.accounts import Account
 from webhooks_app.extensions import db
 from webhooks_app.models import EventStatus, MpAlert, Subscription
 from webhooks_app.resources import Chargeback, MerchantOrder, MerchantOrderPayment
-from webhooks_app.signatures import sign
 from webhooks_app.timeutil import utcnow
 
 # Every secret the tests give an account: none may ever be printed or answered.
@@ -115,18 +114,5 @@ def seed(account: Account, only: str | None = None) -> Seeded:
 
 def post_to_account(client: FlaskClient, slug: str, resource_id: str, event_type: str = "payment"):
     """A notification to `/webhooks/mp/<slug>`, signed with that account's webhook secret."""
-    request_id = str(uuid.uuid4())
-    body = {
-        "id": uuid.uuid4().int % 10**12,
-        "live_mode": True,
-        "type": event_type,
-        "date_created": "2026-11-29T10:00:00.000-04:00",
-        "api_version": "v1",
-        "action": f"{event_type}.updated",
-        "data": {"id": resource_id},
-    }
     secret = secrets_of(slug)["mp_webhook_secret"]
-    headers = {"x-request-id": request_id, "x-signature": sign(secret, resource_id, request_id)}
-    return client.post(
-        f"/webhooks/mp/{slug}?data.id={resource_id}&type={event_type}", json=body, headers=headers
-    )
+    return post_to(client, slug, resource_id, secret, event_type=event_type)

@@ -8,7 +8,9 @@ account comes from the migration): tests that add accounts remove them with
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import text
@@ -38,6 +40,7 @@ def create_account(
     *,
     enabled: bool = True,
     with_secrets: bool = True,
+    location: str | None = None,
     **fields: Any,
 ) -> Tenant:
     """A committed account with its own MercadoPago token and webhook secret and its own
@@ -48,7 +51,7 @@ def create_account(
         slug=slug,
         mp_token=f"mp-token-{slug}",
         secret=f"webhook-secret-{slug}",
-        location=f"location-{slug}",
+        location=location or f"location-{slug}",
         ghl_token=f"ghl-token-{slug}",
     )
     account = Account(slug=slug, name=f"Account {slug}", enabled=enabled, **fields)
@@ -102,3 +105,20 @@ def signed(
 def post_to(client: Any, slug: str, resource_id: str | int, secret: str | None, **kwargs: Any):
     """POST a signed notification to the account's URL with Flask's test client."""
     return client.post(f"/webhooks/mp/{slug}", **signed(resource_id, secret, **kwargs))
+
+
+def second_account() -> Iterator[SimpleNamespace]:
+    """A test file's `shop_b` fixture (`yield from second_account()`, after `app`): account
+    `shop-b` on GoHighLevel location `loc-b`, removed afterwards; its id, slug and secret (an
+    ORM object would not outlive the sessions the workers remove)."""
+    tenant = create_account("shop-b", location="loc-b")
+    try:
+        yield SimpleNamespace(id=tenant.id, slug=tenant.slug, secret=tenant.secret)
+    finally:
+        remove_accounts()
+
+
+def post_for(client: Any, slug: str, payment_id: str | int, secret: str | None = None) -> Any:
+    """A payment notification to the account's URL, signed with its secret (as
+    `create_account` made it) unless another is given."""
+    return post_to(client, slug, payment_id, secret or f"webhook-secret-{slug}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from account_helpers import post_for, second_account
+from accounts_support import post_for, second_account
 from factories import add_event
 from test_alerts import Receiver
 

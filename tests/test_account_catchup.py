@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from account_helpers import second_account
+from accounts_support import second_account
 
 from webhooks_app import accounts, breaker
 from webhooks_app.catchup import CURSOR_KEY, catch_up_accounts, cursor_key

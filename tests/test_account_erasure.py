@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from account_helpers import post_for, second_account
+from accounts_support import post_for, second_account
 
 from webhooks_app.erasure import forget
 from webhooks_app.extensions import db

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from account_helpers import second_account
+from accounts_support import second_account
 
 from webhooks_app import accounts
 from webhooks_app.crm.gohighlevel import call_gohighlevel

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from account_helpers import second_account
+from accounts_support import second_account
 from factories import add_event
 
 from webhooks_app.models import EventStatus

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from account_helpers import add_account, second_account
+from accounts_support import create_account, second_account
 from factories import add_event
 from sqlalchemy import text
 
@@ -47,9 +47,9 @@ def test_each_account_keeps_its_events_for_its_own_retention(app, shop_b):
         text("UPDATE accounts SET retention_days = 365 WHERE id = :id"), {"id": shop_b.id}
     )
     db.session.commit()
-    keeps = add_account("shop-c", "loc-c", retention_days=0).id  # keeps everything
-    short = add_account("shop-d", "loc-d", retention_days=30).id
-    same = add_account("shop-e", "loc-e", retention_days=90).id  # as the deployment
+    keeps = create_account("shop-c", location="loc-c", retention_days=0).id  # keeps everything
+    short = create_account("shop-d", location="loc-d", retention_days=30).id
+    same = create_account("shop-e", location="loc-e", retention_days=90).id  # as the deployment
     app.config.update(RETENTION_DAYS=90, RETENTION_BATCH_SIZE=2)
     events = {
         "default 100d": finished(100),
