@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,19 @@ class Processes:
                 process.kill()
                 process.wait(timeout=10)
         return process.returncode
+
+    @classmethod
+    def deployed(cls, log_dir: Path, sandbox_url: str) -> Iterator[Processes]:
+        """The service as deployed (gunicorn with the Procfile's settings, a worker and the
+        scheduler), stopped afterwards: a fixture's body (`yield from Processes.deployed(…)`)."""
+        processes = cls(log_dir, sandbox_url)
+        try:
+            processes.start_web()
+            processes.start_worker()
+            processes.start_scheduler()
+            yield processes
+        finally:
+            processes.stop_all()
 
     def stop_all(self) -> None:
         """Stop every process, then print the end of each log (pytest shows it on failure)."""

@@ -53,14 +53,7 @@ def tenants(app, sandbox) -> Iterator[list[Tenant]]:
 @pytest.fixture
 def service(tenants, sandbox, tmp_path) -> Iterator[Processes]:
     """The service as deployed, started once the accounts exist."""
-    processes = Processes(tmp_path, sandbox.url)
-    try:
-        processes.start_web()
-        processes.start_worker()
-        processes.start_scheduler()
-        yield processes
-    finally:
-        processes.stop_all()
+    yield from Processes.deployed(tmp_path, sandbox.url)
 
 
 def send(service: Processes, tenant: Tenant, payment_id: int, notification_id: int):

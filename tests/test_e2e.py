@@ -19,14 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 @pytest.fixture
 def service(app, sandbox, tmp_path):
     """The service as deployed: gunicorn (Procfile settings), a worker and the scheduler."""
-    processes = Processes(tmp_path, sandbox.url)
-    try:
-        processes.start_web()
-        processes.start_worker()
-        processes.start_scheduler()
-        yield processes
-    finally:
-        processes.stop_all()
+    yield from Processes.deployed(tmp_path, sandbox.url)
 
 
 def final_events(ids: list[int], timeout: float = 60.0) -> dict[int, WebhookEvent]:
