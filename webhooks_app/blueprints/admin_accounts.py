@@ -219,14 +219,17 @@ def rotate_secret(slug: str) -> ResponseReturnValue:
     """A new webhook secret; the previous one is still accepted until the rotation is
     finished (MercadoPago may sign with either while it switches over)."""
     found = _found(slug)
+    first = not found.has_secret("mp_webhook_secret")
     try:
         rotate_webhook_secret(found, request.form.get("new_secret", ""))
     except AccountError as exc:
         flash(f"Not rotated: {exc}.", "error")
     else:
         flash(
-            f"Account {slug}: new webhook secret saved; the previous one is still accepted "
-            "until you finish the rotation.",
+            f"Account {slug}: webhook secret set; its notifications are verified with it now."
+            if first
+            else f"Account {slug}: new webhook secret saved; the previous one is still "
+            "accepted until you finish the rotation.",
             "success",
         )
     return redirect(url_for(".account", slug=slug))
