@@ -16,6 +16,7 @@ bench/<name>.py` finds it). Nothing here talks to anything but loopback.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -309,6 +310,8 @@ class Session:
         self.procs: list[Proc] = []
         self.pg_databases: list[str] = []
         self._redis = None
+        # Every process of the session encrypts and reads account secrets with this key.
+        self.account_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
     def __enter__(self) -> Session:
         signal.signal(signal.SIGTERM, _raise_exit)
@@ -520,6 +523,7 @@ def base_env(session: Session, **extra: str) -> dict[str, str]:
             "RQ_QUEUE_NAME": QUEUE,
             "LOG_FILE": str(session.tmp / "webhook.log"),
             "CATCH_UP_INTERVAL": "0",
+            "ACCOUNT_SECRET_KEYS": session.account_key,
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(CODE), str(BENCH), env.get("PYTHONPATH")])
             ),
@@ -597,6 +601,35 @@ def sql_rows(url: str, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
+# --------------------------------------------------------------------------- accounts
+
+
+@dataclass(frozen=True)
+class BenchAccount:
+    """An account created by bench/make_accounts.py (its secret in clear, for signing)."""
+
+    id: int
+    slug: str
+    secret: str
+    location: str
+
+
+def create_accounts(session: Session, url: str, slugs: Sequence[str]) -> list[BenchAccount]:
+    """Create accounts `slugs` in the database `url` through the service's Account model (in
+    the session's environment: the same ACCOUNT_SECRET_KEYS as the processes under test)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "make_accounts.py"), *slugs],
+        cwd=CODE,
+        env=app_env(session, url, LOG_LEVEL="WARNING"),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = done.stdout.strip().splitlines()[-1]
+    return [BenchAccount(**item) for item in json.loads(line)]
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -618,10 +651,20 @@ class Request:
 
 
 class RequestFactory:
-    """Signed, unique MercadoPago Webhooks notifications (tests/conftest.py's shape)."""
+    """Signed, unique MercadoPago Webhooks notifications (tests/conftest.py's shape).
 
-    def __init__(self, payment_ids: Sequence[str] | None = None, secret: str = SECRET) -> None:
+    With `accounts`, request n goes to account n mod len(accounts): its URL
+    (`/webhooks/mp/<slug>`), signed with its secret; else to `/webhooks/mp`, signed with
+    `secret` (the default account's, MP_WEBHOOK_SECRET)."""
+
+    def __init__(
+        self,
+        payment_ids: Sequence[str] | None = None,
+        secret: str = SECRET,
+        accounts: Sequence[BenchAccount] = (),
+    ) -> None:
         self.secret = secret
+        self.accounts = list(accounts)
         self.payment_ids = list(payment_ids or [])
         self.counter = 0
         self.run = uuid.uuid4().int % 10**6
@@ -652,10 +695,14 @@ class RequestFactory:
                 separators=(", ", ": "),
             )
             manifest = f"id:{payment_id.lower()};request-id:{request_id};ts:{self.ts};"
-            digest = hmac.new(self.secret.encode(), manifest.encode(), hashlib.sha256).hexdigest()
+            path, secret = "/webhooks/mp", self.secret
+            if self.accounts:
+                account = self.accounts[(n - 1) % len(self.accounts)]
+                path, secret = f"/webhooks/mp/{account.slug}", account.secret
+            digest = hmac.new(secret.encode(), manifest.encode(), hashlib.sha256).hexdigest()
             out.append(
                 Request(
-                    f"/webhooks/mp?data.id={payment_id}&type=payment",
+                    f"{path}?data.id={payment_id}&type=payment",
                     request_id,
                     f"ts={self.ts},v1={digest}",
                     body,
