@@ -470,11 +470,14 @@ def post_json(url: str, body: object, timeout: float = 120) -> Any:
         return json.loads(answer.read())
 
 
-def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
+def store_payment_events(
+    app: Any, sandbox_url: str, n: int, account_ids: Sequence[int] = ()
+) -> list[int]:
     """Store `n` events about new approved sandbox payments; return their ids.
 
     `store_event` commits each event and queues its first attempt, exactly as the
     webhook endpoint does (RQ may be suspended meanwhile, so that nothing runs yet).
+    With `account_ids`, event k is account_ids[k mod len]'s (its queue, its settings).
     """
     from webhooks_app.extensions import db
     from webhooks_app.ingest import store_event
@@ -483,7 +486,7 @@ def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
     payments = post_json(sandbox_url + "/_sandbox/payments", [{"status": "approved"}] * n)
     ids = []
     with app.app_context():
-        for payment in payments:
+        for k, payment in enumerate(payments):
             payment_id = str(payment["id"])
             body = {
                 "id": uuid.uuid4().int % 10**12,
@@ -502,6 +505,8 @@ def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
                     raw_body=json.dumps(body),
                     headers={"content-type": "application/json"},
                     query={"data.id": payment_id, "type": "payment"},
+                    # Only then: the code before accounts (--tree) has no such field.
+                    **({"account_id": account_ids[k % len(account_ids)]} if account_ids else {}),
                 )
             )
             if not (stored.created and stored.queued):

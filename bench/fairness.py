@@ -89,13 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     low, _, high = args.latency.partition("-")
     latency = (float(low), float(high or low))
     runs: list[dict] = []
+    failures: list[str] = []
     with Session("fairness", args.redis_url, keep=args.keep, tree=args.tree) as session:
         note = environment_note()
         log(note)
         sandbox = session.sandbox()
         for kind in comma_list(args.db):
             for mode in comma_list(args.modes):
-                runs.append(one_run(session, sandbox, kind, mode, args, latency))
+                try:
+                    runs.append(one_run(session, sandbox, kind, mode, args, latency))
+                except Exception as exc:  # noqa: BLE001 - report it, run the others
+                    log(f"{kind} / {mode} FAILED: {type(exc).__name__}: {exc}")
+                    failures.append(f"{kind} / {mode}: {type(exc).__name__}: {exc}")
+                    for proc in list(session.procs):
+                        if proc is not sandbox.proc:
+                            session.stop(proc)
+                    continue
                 log(f"{kind} / {mode}: {_summary(runs[-1])}")
 
     print(f"# Fairness benchmark\n\n{note}\n")
@@ -112,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         "(bench/one_queue_app.py).\n"
     )
     cols = (
-        "db", "mode", "A accepted", "A ingest s", "B processed", "B delay p50 s",
+        "db", "mode", "A accepted", "A ingest errors", "A ingest s", "B processed", "B delay p50 s",
         "B delay p90 s", "B delay p100 s", "B wait p100 s", "B attempt p100 s",
         "A events/s (B window)", "A events/s (run)", "A processed", "ghl 429s",
         "global GHL pauses", "others cpu %",
     )  # fmt: skip
     print(table(cols, [[r[c] for c in cols] for r in runs]))
+    for failure in failures:
+        print(f"- FAILED (not in the table): {failure}")
     for r in runs:
         print(f"- {r['db']} / {r['mode']}: B's delays, s: {r['B delays']}")
         if r.get("projection"):
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(("db", "goal", "measured", "met"), marks))
     if args.json:
         args.json.write_text(json.dumps({"note": note, "runs": runs}, indent=2, default=str))
-    return 1 if args.check and not all(g[3] for g in goals) else 0
+    return 1 if args.check and (failures or not all(g[3] for g in goals)) else 0
 
 
 def one_run(session, sandbox, kind: str, mode: str, args, latency) -> dict:  # noqa: ANN001
