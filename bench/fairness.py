@@ -8,7 +8,7 @@ database with accounts `a`, `b` and `--idle-accounts` idle ones (created through
 Account model, secrets encrypted: bench/make_accounts.py); the sandbox with latency
 `--latency` on both APIs and GoHighLevel's limit `--limit` per location; the service as
 deployed: gunicorn (Procfile settings) and `--workers` `python worker.py` (the default
-SimpleWorker), GHL_RATE_LIMIT `--app-rate-limit` (the service's default, 90/10).
+SimpleWorker), GHL_RATE_LIMIT `--app-rate-limit` (default: the service's own default).
 
 1. A's backlog: `--backlog` notifications POSTed to `/webhooks/mp/a` (32 connections),
    each signed with A's secret; the workers start on them at once.
@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-accounts", type=int, default=3, help="accounts with no events")
     parser.add_argument("--latency", default="0.02-0.05", help="sandbox latency, s min-max")
     parser.add_argument("--limit", default="100/10", help="sandbox GHL limit per location, or off")
-    parser.add_argument("--app-rate-limit", default="90/10", help="the service's GHL_RATE_LIMIT")
+    parser.add_argument(
+        "--app-rate-limit", default="", help="the service's GHL_RATE_LIMIT (default: its default)"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="fair: max wait for B's")
     parser.add_argument("--unfair-timeout", type=float, default=150.0, help="unfair: max wait")
     add_common_arguments(parser)
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         f"to /webhooks/mp/b, one every {args.spacing:g} s. {args.workers} `python worker.py` "
         f"(SimpleWorker), {args.idle_accounts} idle accounts besides; sandbox latency "
         f"{latency[0]:g}-{latency[1]:g} s on both APIs, GHL limit {args.limit} per location; "
-        f"service GHL_RATE_LIMIT={args.app_rate_limit}. B's delay: processed_at - "
+        f"service GHL_RATE_LIMIT={args.app_rate_limit or 'its default'}. B's delay: "
+        "processed_at - "
         "received_at (the database's); wait: until its attempt started. A events/s: in B's "
         "window (first B received to last B processed) and over the run (first A received to "
         "last A processed). `unfair`: every account's events on one FIFO queue "
@@ -179,8 +182,11 @@ def one_run(session, sandbox, kind: str, mode: str, args, latency) -> dict:  # n
         MP_API_BASE_URL=sandbox.url,
         GHL_API_BASE_URL=sandbox.url,
         SANDBOX_URL=sandbox.url,
-        GHL_RATE_LIMIT=args.app_rate_limit,
     )
+    if args.app_rate_limit:
+        env["GHL_RATE_LIMIT"] = args.app_rate_limit
+    else:  # the service's own default, whatever the caller's environment says
+        env.pop("GHL_RATE_LIMIT", None)
     web = session.gunicorn(f"web-{kind}-{mode}", APPS[mode], env)
     names = [f"bench-fair-{kind}-{mode}-{i}" for i in range(args.workers)]
     workers = [
