@@ -16,6 +16,7 @@ bench/<name>.py` finds it). Nothing here talks to anything but loopback.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -309,6 +310,8 @@ class Session:
         self.procs: list[Proc] = []
         self.pg_databases: list[str] = []
         self._redis = None
+        # Every process of the session encrypts and reads account secrets with this key.
+        self.account_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
     def __enter__(self) -> Session:
         signal.signal(signal.SIGTERM, _raise_exit)
@@ -467,11 +470,14 @@ def post_json(url: str, body: object, timeout: float = 120) -> Any:
         return json.loads(answer.read())
 
 
-def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
+def store_payment_events(
+    app: Any, sandbox_url: str, n: int, account_ids: Sequence[int] = ()
+) -> list[int]:
     """Store `n` events about new approved sandbox payments; return their ids.
 
     `store_event` commits each event and queues its first attempt, exactly as the
     webhook endpoint does (RQ may be suspended meanwhile, so that nothing runs yet).
+    With `account_ids`, event k is account_ids[k mod len]'s (its queue, its settings).
     """
     from webhooks_app.extensions import db
     from webhooks_app.ingest import store_event
@@ -480,7 +486,7 @@ def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
     payments = post_json(sandbox_url + "/_sandbox/payments", [{"status": "approved"}] * n)
     ids = []
     with app.app_context():
-        for payment in payments:
+        for k, payment in enumerate(payments):
             payment_id = str(payment["id"])
             body = {
                 "id": uuid.uuid4().int % 10**12,
@@ -499,6 +505,8 @@ def store_payment_events(app: Any, sandbox_url: str, n: int) -> list[int]:
                     raw_body=json.dumps(body),
                     headers={"content-type": "application/json"},
                     query={"data.id": payment_id, "type": "payment"},
+                    # Only then: the code before accounts (--tree) has no such field.
+                    **({"account_id": account_ids[k % len(account_ids)]} if account_ids else {}),
                 )
             )
             if not (stored.created and stored.queued):
@@ -520,6 +528,7 @@ def base_env(session: Session, **extra: str) -> dict[str, str]:
             "RQ_QUEUE_NAME": QUEUE,
             "LOG_FILE": str(session.tmp / "webhook.log"),
             "CATCH_UP_INTERVAL": "0",
+            "ACCOUNT_SECRET_KEYS": session.account_key,
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(CODE), str(BENCH), env.get("PYTHONPATH")])
             ),
@@ -597,6 +606,35 @@ def sql_rows(url: str, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
+# --------------------------------------------------------------------------- accounts
+
+
+@dataclass(frozen=True)
+class BenchAccount:
+    """An account created by bench/make_accounts.py (its secret in clear, for signing)."""
+
+    id: int
+    slug: str
+    secret: str
+    location: str
+
+
+def create_accounts(session: Session, url: str, slugs: Sequence[str]) -> list[BenchAccount]:
+    """Create accounts `slugs` in the database `url` through the service's Account model (in
+    the session's environment: the same ACCOUNT_SECRET_KEYS as the processes under test)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "make_accounts.py"), *slugs],
+        cwd=CODE,
+        env=app_env(session, url, LOG_LEVEL="WARNING"),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    line = done.stdout.strip().splitlines()[-1]
+    return [BenchAccount(**item) for item in json.loads(line)]
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -618,10 +656,20 @@ class Request:
 
 
 class RequestFactory:
-    """Signed, unique MercadoPago Webhooks notifications (tests/conftest.py's shape)."""
+    """Signed, unique MercadoPago Webhooks notifications (tests/conftest.py's shape).
 
-    def __init__(self, payment_ids: Sequence[str] | None = None, secret: str = SECRET) -> None:
+    With `accounts`, request n goes to account n mod len(accounts): its URL
+    (`/webhooks/mp/<slug>`), signed with its secret; else to `/webhooks/mp`, signed with
+    `secret` (the default account's, MP_WEBHOOK_SECRET)."""
+
+    def __init__(
+        self,
+        payment_ids: Sequence[str] | None = None,
+        secret: str = SECRET,
+        accounts: Sequence[BenchAccount] = (),
+    ) -> None:
         self.secret = secret
+        self.accounts = list(accounts)
         self.payment_ids = list(payment_ids or [])
         self.counter = 0
         self.run = uuid.uuid4().int % 10**6
@@ -652,10 +700,14 @@ class RequestFactory:
                 separators=(", ", ": "),
             )
             manifest = f"id:{payment_id.lower()};request-id:{request_id};ts:{self.ts};"
-            digest = hmac.new(self.secret.encode(), manifest.encode(), hashlib.sha256).hexdigest()
+            path, secret = "/webhooks/mp", self.secret
+            if self.accounts:
+                account = self.accounts[(n - 1) % len(self.accounts)]
+                path, secret = f"/webhooks/mp/{account.slug}", account.secret
+            digest = hmac.new(secret.encode(), manifest.encode(), hashlib.sha256).hexdigest()
             out.append(
                 Request(
-                    f"/webhooks/mp?data.id={payment_id}&type=payment",
+                    f"{path}?data.id={payment_id}&type=payment",
                     request_id,
                     f"ts={self.ts},v1={digest}",
                     body,

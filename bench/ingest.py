@@ -21,6 +21,15 @@ nothing), so that both see the same noise:
 Every request is a signed, unique MercadoPago Webhooks notification. Goals (the
 issue's): the service's closed-loop rate >= 0.5 x the ceiling's; its p99 < 25 ms
 at the open-loop rate; zero errors. `--check` exits 1 when one is missed.
+
+`--accounts 1,100` (issue 18) measures instead the service with 1 account and with N,
+in `--rounds` alternated rounds (closed loop only, each paired with the ceiling as
+above): per count a database and a service of its own; 1 is the single-account service
+of before (the default account, `/webhooks/mp`, nothing else in the `accounts` table);
+N is N accounts created through the Account model (secrets encrypted), the load spread
+over their URLs (`/webhooks/mp/<slug>`, request k to account k mod N), each request
+signed with its account's secret. Reported: each count's rate x its paired ceiling, and
+N accounts / 1 account per round. Goal: >= 0.9, zero errors.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from common import (
     base_env,
     check_signature_helper,
     comma_list,
+    create_accounts,
     environment_note,
     log,
     memory_mb,
@@ -59,6 +69,7 @@ VARIANTS = ("parse", "lpush", "enqueue", "store", "store_enqueue")
 PROTOTYPES = ("store_core", "store_min_lpush", "store_lpush")  # see bench/variants_app.py
 P99_GOAL_MS = 25.0
 RATIO_GOAL = 0.5
+ACCOUNTS_GOAL = 0.9  # N accounts / 1 account (issue 18)
 HEADERS = (
     "target",
     "load",
@@ -102,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         help="gunicorn settings for the ceiling (default: the Procfile's)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the service's workers")
+    parser.add_argument(
+        "--accounts",
+        help="e.g. 1,100: compare the service with 1 account and with N, alternated rounds",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds with --accounts")
     add_common_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
@@ -143,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         ceiling0 = calibration.rate
         rows.append((calibration, ceiling0))
         calibration.label = "ceiling (bare Flask), calibration"
+
+        if args.accounts:
+            counts = [int(n) for n in comma_list(args.accounts)]
+            found = compare_accounts(session, loader, bare, ceiling0, kinds, counts, args)
+            return report_accounts(note, found, counts, args, use_wrk)
 
         for kind in kinds:
             url = session.database(kind)
@@ -284,6 +305,103 @@ def main(argv: list[str] | None = None) -> int:
         )
     missed = [g for g in goals if not g[3]]
     return 1 if args.check and missed else 0
+
+
+def compare_accounts(session, loader, bare, ceiling0, kinds, counts, args) -> list[dict]:  # noqa: ANN001
+    """Per database: a service per account count, measured in alternated rounds."""
+    found = []
+    for kind in kinds:
+        targets = {}
+        for n in counts:
+            url = session.database(kind, tag=f"_{n}acc")
+            env = app_env(session, url)
+            if n == 1:
+                factory = RequestFactory()  # the default account: /webhooks/mp
+            else:
+                log(f"{kind}: creating {n} accounts")
+                slugs = [f"acct-{i + 1}" for i in range(n)]
+                factory = RequestFactory(accounts=create_accounts(session, url, slugs))
+            server = session.gunicorn(
+                f"web-{kind}-{n}acc", "wsgi:app", env, args=shlex.split(args.web_args)
+            )
+            mine = Loader(factory, session.tmp, args.connections, loader.use_wrk)
+            targets[n] = (server, mine, url)
+        for round_ in range(args.rounds):
+            for n in counts if round_ % 2 == 0 else counts[::-1]:
+                server, mine, _url = targets[n]
+                log(f"{kind}: {n} account(s), round {round_ + 1} (paired with the ceiling)")
+                result, ceiling = mine.paired(
+                    bare, server, f"{kind}: {n} account(s)", args.slices, args.slice, "", ceiling0
+                )
+                found.append(
+                    {"db": kind, "accounts": n, "round": round_ + 1, "result": result,
+                     "ceiling": ceiling.rate}
+                )  # fmt: skip
+        for n, (server, _mine, url) in targets.items():
+            session.stop(server)
+            stored = sql_scalar(url, "SELECT count(DISTINCT account_id) FROM webhook_events")
+            log(f"{kind}: {n} account(s): events stored for {stored} account(s)")
+    return found
+
+
+def report_accounts(note: str, found: list[dict], counts: list[int], args, use_wrk) -> int:  # noqa: ANN001
+    """The --accounts tables; the exit code."""
+    print(f"# Ingestion benchmark: 1 account vs N (issue 18)\n\n{note}\n")
+    print(
+        f"service: gunicorn {args.web_args}; closed loop: {'wrk' if use_wrk else 'python'}, "
+        f"{args.connections} connections, {args.slices} slices of {args.slice:g}s per count and "
+        "round, alternating with slices of the ceiling (bare Flask). 1 account: "
+        "`/webhooks/mp` (the default account alone); N: N accounts' `/webhooks/mp/<slug>` in "
+        "turn, each signed with its account's secret.\n"
+    )
+    headers = ("db", "accounts", "round", "req/s", "paired ceiling req/s", "x ceiling",
+               "p50 ms", "p99 ms", "errors", "server cpu %", "others cpu %")  # fmt: skip
+    rows = []
+    for f in found:
+        r = f["result"]
+        rows.append(
+            (f["db"], f["accounts"], f["round"], r.rate, f["ceiling"], r.rate / f["ceiling"],
+             r.p50, r.p99, r.errors, pct(r.server_cpu, r.duration), pct(r.others_cpu, r.duration))
+        )  # fmt: skip
+    print(table(headers, rows))
+    goals, base = [], counts[0]
+    for kind in dict.fromkeys(f["db"] for f in found):
+        mine = [f for f in found if f["db"] == kind]
+        for n in counts[1:]:
+            ratios = []
+            for round_ in sorted({f["round"] for f in mine}):
+                x = {f["accounts"]: f["result"].rate / f["ceiling"] for f in mine
+                     if f["round"] == round_}  # fmt: skip
+                ratios.append(x[n] / x[base])
+            pooled = _pooled(mine, n) / _pooled(mine, base)
+            errors = sum(f["result"].errors for f in mine)
+            goals.append(
+                (kind, f"{n} accounts / {base}: x ceiling, per round (pooled)",
+                 " / ".join(f"{r:.2f}" for r in ratios) + f" ({pooled:.2f}); errors {errors}",
+                 pooled >= ACCOUNTS_GOAL and errors == 0)
+            )  # fmt: skip
+    marks = [(*g[:3], "yes" if g[3] else "NO") for g in goals]
+    print(table(("db", f"goal: >= {ACCOUNTS_GOAL}, zero errors", "measured", "met"), marks))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"note": note, "rows": [
+                    {**{k: v for k, v in f.items() if k != "result"},
+                     **{k: v for k, v in vars(f["result"]).items() if k != "latencies_ms"}}
+                    for f in found
+                ]},
+                indent=2,
+                default=str,
+            )
+        )  # fmt: skip
+    return 1 if args.check and not all(g[3] for g in goals) else 0
+
+
+def _pooled(found: list[dict], n: int) -> float:
+    """All rounds' requests of a count over its paired ceilings' (rate-weighted)."""
+    mine = [f for f in found if f["accounts"] == n]
+    rate = sum(f["result"].ok for f in mine) / sum(f["result"].duration for f in mine)
+    return rate / (sum(f["ceiling"] for f in mine) / len(mine))
 
 
 def pct(cpu: float, duration: float) -> str:

@@ -80,7 +80,7 @@ def test_pipeline_slows_down_on_ghl_remaining_before_a_429(sandbox, client):
 def test_burst_through_the_pipeline_never_exceeds_the_limit(sandbox, client):
     """Eight events, two GHL calls each, against a GHL that allows 5 per second.
 
-    The service is set a little under the API's limit, as by default (90/10 for
+    The service is set a little under the API's limit, as by default (9/1 for
     GHL's 100/10): latency jitter must not push a call into the API's window.
     """
     limited = make_app(sandbox, GHL_RATE_LIMIT="4/1")
