@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import requests
 from accounts_support import create_account, post_to, remove_accounts
 from cryptography.fernet import Fernet
 from rq import SimpleWorker
@@ -365,3 +366,23 @@ def test_an_account_created_after_the_worker_started_is_served(app, client, sand
     assert account_queue_name(c.id) in [q.name for q in worker.queues]
     db.session.expire_all()
     assert db.session.get(WebhookEvent, answer.json["event_id"]).status == EventStatus.SUCCESS
+
+
+def test_accounts_clients_share_one_connection_pool_but_not_tokens_or_cookies(app) -> None:
+    from webhooks_app.clients import gohighlevel_client, mercadopago_client
+
+    a, b = create_account("shop-a"), create_account("shop-b")
+    clients = []
+    for tenant in (a, b):
+        with accounts.using_account(accounts.by_id(tenant.id)):
+            clients.append((mercadopago_client(), gohighlevel_client()))
+    (mp_a, ghl_a), (mp_b, ghl_b) = clients
+    assert mp_a is not mp_b and ghl_a is not ghl_b
+    assert mp_a.session is mp_b.session and ghl_a.session is ghl_b.session
+    assert mp_a._http._auth._token == a.mp_token and mp_b._http._auth._token == b.mp_token
+    assert ghl_a.location_id == a.location and ghl_b.location_id == b.location
+    # A cookie one account's call was given is never sent with another's.
+    mp_a.session.cookies.set("lb", "node-1")
+    assert len(mp_a.session.cookies) == 0
+    prepared = mp_b.session.prepare_request(requests.Request("GET", f"{mp_b.base_url}/v1/x"))
+    assert "Cookie" not in prepared.headers

@@ -133,13 +133,17 @@ class GoHighLevelClient(ApiClient):
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> GoHighLevelClient:
-        """Build from the Flask config (GHL_API_TOKEN, GHL_LOCATION_ID, GHL_API_BASE_URL, ...)."""
+    def from_config(
+        cls, config: Mapping[str, Any], session: requests.Session | None = None
+    ) -> GoHighLevelClient:
+        """Build from the Flask config (GHL_API_TOKEN, GHL_LOCATION_ID, GHL_API_BASE_URL, ...;
+        and a session to share with other clients of the same base URL, if given)."""
         return cls(
             config_required(config, "GHL_API_TOKEN", "the GoHighLevel API client"),
             config_required(config, "GHL_LOCATION_ID", "the GoHighLevel API client"),
             base_url=config_base_url(config, "GHL_API_BASE_URL", cls.DEFAULT_BASE_URL),
             timeout=config_timeout(config),
+            session=session,
         )
 
     def _record_rate_limit(self, response: requests.Response) -> None:

@@ -84,12 +84,16 @@ class MercadoPagoClient(ApiClient):
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> MercadoPagoClient:
-        """Build from the Flask config: MP_ACCESS_TOKEN, MP_API_BASE_URL, HTTP_TIMEOUT."""
+    def from_config(
+        cls, config: Mapping[str, Any], session: requests.Session | None = None
+    ) -> MercadoPagoClient:
+        """Build from the Flask config: MP_ACCESS_TOKEN, MP_API_BASE_URL, HTTP_TIMEOUT (and a
+        session to share with other clients of the same base URL, if given)."""
         return cls(
             config_required(config, "MP_ACCESS_TOKEN", "the MercadoPago API client"),
             base_url=config_base_url(config, "MP_API_BASE_URL", cls.DEFAULT_BASE_URL),
             timeout=config_timeout(config),
+            session=session,
         )
 
     def __repr__(self) -> str:
