@@ -31,7 +31,6 @@ from werkzeug.datastructures import MultiDict
 
 from ..accounts import DEFAULT_ACCOUNT_ID
 from ..auth import UNSAFE_METHODS, ensure_secret_key, require_admin
-from ..charts import bar_chart, column_chart
 from ..extensions import csrf
 from ..filters import (
     EVENT_FILTER_PARAMS,
@@ -47,7 +46,6 @@ from ..lookups import find_event, find_payment, payment_events
 from ..models import EventStatus, Payment, WebhookEvent
 from ..pagination import capped_count, keyset_page
 from ..replays import ReplayRefused, RetryReport, replay_event, retry_ids, retry_matching
-from ..stats import dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +54,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE_SIZES = (25, 50, 100)
 # One click re-queues at most this many; the message says to click again for the rest.
 BULK_RETRY_MAX = 1000
-STATS_WINDOWS = (1, 3, 6, 12, 24)
-# The stats page reloads itself this often: a wall display needs no clicking.
-STATS_REFRESH_SECONDS = 30
 BADGES = {status: f"badge-{status}" for status in EventStatus.ALL}
 T = TypeVar("T")
 
@@ -272,55 +267,6 @@ def payment(mp_id: str) -> ResponseReturnValue:
     return render_template("admin/payment.html", payment=found, events=payment_events(found))
 
 
-@bp.get("/stats")
-def stats() -> ResponseReturnValue:
-    """Counts, success rate, throughput, latency, queue depth, oldest pending."""
-    hours = request.args.get("hours", type=int)
-    hours = hours if hours in STATS_WINDOWS else STATS_WINDOWS[0]
-    account = request.args.get("account") or None
-    try:
-        account_id = parse_account(account)
-    except FilterError as exc:
-        abort(400, str(exc))
-    data = dashboard(hours, account_id=account_id)
-    throughput = data["throughput"]
-    width = throughput["bucket_minutes"]
-    unit = " events/min" if width == 1 else f" events/min (avg over {width} min)"
-    charts = {
-        "throughput": column_chart(
-            [
-                (bucket["start"][11:16], _per_minute(bucket["by_status"], width))
-                for bucket in throughput["buckets"]
-            ],
-            label=f"Events received per minute by status, last {hours} h",
-            unit=unit,
-            classes=BADGES,
-        ),
-        "statuses": bar_chart(
-            [(status, count, BADGES[status]) for status, count in data["events"].items()],
-            label="Events by status",
-        ),
-        "latency": bar_chart(
-            [
-                (name, value, "latency")
-                for name, value in data["latency"].items()
-                if name != "sample" and value is not None
-            ],
-            label="Receipt to success, seconds",
-            unit=" s",
-        ),
-    }
-    return render_template(
-        "admin/stats.html",
-        data=data,
-        charts=charts,
-        hours=hours,
-        account=account,
-        windows=STATS_WINDOWS,
-        refresh_seconds=STATS_REFRESH_SECONDS,
-    )
-
-
 def find_in_account(finder: Callable[[str, int | None], T | None], mp_id: str) -> T | None:
     """A resource page's row: of `?account=<slug>` (a MercadoPago id is unique within an
     account only); without it the default account's, else any account's (the links of the
@@ -332,10 +278,6 @@ def find_in_account(finder: Callable[[str, int | None], T | None], mp_id: str) -
     if account_id is not None:
         return finder(mp_id, account_id)
     return finder(mp_id, DEFAULT_ACCOUNT_ID) or finder(mp_id, None)
-
-
-def _per_minute(counts: dict[str, int], width: int) -> dict[str, float]:
-    return {status: count / width for status, count in counts.items()}
 
 
 def _page_size(args: MultiDict[str, str]) -> int:
@@ -399,4 +341,4 @@ def erasure() -> ResponseReturnValue:
 
 # Pages of pause/resume, of the other resources and of accounts, on this blueprint (their
 # own modules).
-from . import admin_accounts, admin_processing, admin_resources  # noqa: E402, F401
+from . import admin_accounts, admin_processing, admin_resources, admin_stats  # noqa: E402, F401
