@@ -8,7 +8,7 @@ bench/<name>.py` finds it). Nothing here talks to anything but loopback.
   work-horses) are found under /proc and stopped by pid too.
 - Databases are private: a PostgreSQL database named `bench_<purpose>_<pid>`
   (dropped at the end) or a SQLite file in a temporary folder; Redis is db 14
-  by default (flushed at the start and the end; never db 15, the tests').
+  by default (flushed at the start and the end; never db 15 or 11, the tests').
 - Load comes from wrk (closed loop, if installed) or from the asyncio load
   generator below (closed or open loop), in separate processes.
 """
@@ -315,8 +315,10 @@ class Session:
 
     def __enter__(self) -> Session:
         signal.signal(signal.SIGTERM, _raise_exit)
-        if self.redis_url.rstrip("/").endswith("/15"):
-            raise SystemExit("Redis db 15 belongs to the test-suite: use another (--redis-url)")
+        if self.redis_url.rstrip("/").endswith(("/15", "/11")):
+            raise SystemExit(
+                "Redis dbs 15 and 11 belong to the test-suite (bin/test): use another (--redis-url)"
+            )
         self.redis().flushdb()
         use_tree(self.tree, self.tmp / "code")
         return self
