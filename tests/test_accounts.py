@@ -386,3 +386,29 @@ def test_accounts_clients_share_one_connection_pool_but_not_tokens_or_cookies(ap
     assert len(mp_a.session.cookies) == 0
     prepared = mp_b.session.prepare_request(requests.Request("GET", f"{mp_b.base_url}/v1/x"))
     assert "Cookie" not in prepared.headers
+
+
+def test_invented_slugs_never_grow_the_settings_cache(app, client) -> None:
+    app.config["ACCOUNT_CACHE_SECONDS"] = 60
+    create_account("shop-a")
+    assert post_to(client, "shop-a", 1, "webhook-secret-shop-a").status_code == 200
+    for n in range(50):
+        assert post_to(client, f"invented-{n}", 1, None).status_code == 404
+    cached = app.extensions["account_cache"].by_key
+    assert ("slug", "shop-a") in cached
+    assert not [key for key in cached if "invented" in str(key)]
+
+
+def test_a_worker_outlives_an_unreachable_database(sandbox, app) -> None:
+    from rq import SimpleWorker
+
+    from webhooks_app.fair_worker import make_worker
+    from webhooks_app.queueing import get_redis, queue_names
+
+    from conftest import make_app
+
+    down = make_app(sandbox, SQLALCHEMY_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/x")
+    worker = make_worker(down, SimpleWorker, get_redis(down))
+    assert [queue.name for queue in worker.queues] == list(queue_names(down))
+    worker.refresh_queues()  # logged, not raised: the worker goes on with its queues
+    assert [queue.name for queue in worker.queues] == list(queue_names(down))

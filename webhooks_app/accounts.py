@@ -193,10 +193,16 @@ def settings_of(account: Account) -> AccountSettings:
 
 class _Cache:
     """Settings by id and by slug, each kept ACCOUNT_CACHE_SECONDS (0: read every time):
-    the webhook route and the worker read them for every event."""
+    the webhook route and the worker read them for every event.
+
+    Only accounts that exist are kept: a sender inventing slugs must not grow it (each
+    unknown slug is one indexed SELECT, as any 404 of a database-backed page). At most
+    MAX_CACHED entries, in case of many accounts."""
+
+    MAX_CACHED = 4096
 
     def __init__(self) -> None:
-        self.by_key: dict[Any, tuple[float, AccountSettings | None]] = {}
+        self.by_key: dict[Any, tuple[float, AccountSettings]] = {}
 
     def get(self, key: Any, load: Any) -> AccountSettings | None:
         ttl = current_app.config["ACCOUNT_CACHE_SECONDS"]
@@ -205,7 +211,9 @@ class _Cache:
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
         settings = load()
-        if ttl > 0:
+        if ttl > 0 and settings is not None:
+            if len(self.by_key) >= self.MAX_CACHED:
+                self.by_key.clear()
             self.by_key[key] = (now, settings)
         return settings
 

@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask
 from rq import Queue, Worker
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
 from .queueing import all_queue_names, get_queue
@@ -47,12 +48,13 @@ class FairWorkerMixin:
         self._ordered_queues = [priority, *rest]
 
     def refresh_queues(self) -> None:
-        """Listen to every account's queue (new ones at the end of the turn)."""
-        with self.app.app_context():
-            from .accounts import Account  # models import the extensions this module uses
-
-            ids = list(db.session.scalars(select(Account.id)))
-            db.session.remove()
+        """Listen to every account's queue (new ones at the end of the turn). With the
+        database unreachable, the queues stay as they are (the worker must not quit)."""
+        try:
+            ids = _account_ids(self.app)
+        except SQLAlchemyError as exc:
+            logger.warning("accounts unavailable (%s); listening on the same queues", exc)
+            return
         wanted = all_queue_names(ids, self.app)
         if [queue.name for queue in self.queues] == wanted:
             return
@@ -95,13 +97,24 @@ def fair_worker_class(base: type[Worker]) -> type[Worker]:
     return type(f"Fair{base.__name__}", (FairWorkerMixin, base), {})
 
 
-def make_worker(app: Flask, base: type[Worker], connection: Any, **options: Any) -> Worker:
-    """A fair worker of class `base` on every account's queue, for `app`."""
+def _account_ids(app: Flask) -> list[int]:
     with app.app_context():
-        from .accounts import Account
+        from .accounts import Account  # the models import the extensions this module uses
 
-        ids = list(db.session.scalars(select(Account.id)))
-        db.session.remove()
+        try:
+            return list(db.session.scalars(select(Account.id)))
+        finally:
+            db.session.remove()
+
+
+def make_worker(app: Flask, base: type[Worker], connection: Any, **options: Any) -> Worker:
+    """A fair worker of class `base` on every account's queue, for `app` (the default
+    account's alone while the database is unreachable: the others' join at a refresh)."""
+    try:
+        ids = _account_ids(app)
+    except SQLAlchemyError as exc:
+        logger.warning("accounts unavailable (%s); the default account's queue only", exc)
+        ids = []
     queues = [get_queue(app, connection, name) for name in all_queue_names(ids, app)]
     worker = fair_worker_class(base)(queues, connection=connection, **options)
     worker.app = app
