@@ -24,6 +24,7 @@ from .accounts import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_SLUG,
     SECRET_FIELDS,
+    SLUG_PATTERN,
     Account,
     AccountError,
     forget_cached,
@@ -57,7 +58,9 @@ RESERVED_SLUGS = (DEFAULT_SLUG, "new")
 
 
 def find_account(slug: str) -> Account | None:
-    """The account with this slug (as stored), or None."""
+    """The account with this slug (as stored), or None (at once for what no slug can be)."""
+    if not SLUG_PATTERN.fullmatch(slug or ""):
+        return None
     return db.session.scalars(select(Account).filter_by(slug=slug)).first()
 
 

@@ -238,7 +238,10 @@ def _load(statement: Any) -> AccountSettings | None:
 
 
 def by_slug(slug: str) -> AccountSettings | None:
-    """The account with this slug (enabled or not), or None."""
+    """The account with this slug (enabled or not), or None; None at once for a string no
+    slug can be (a URL's or a form's: it never reaches the database or the cache)."""
+    if not SLUG_PATTERN.fullmatch(slug or ""):
+        return None
     return _cache().get(("slug", slug), lambda: _load(select(Account).filter_by(slug=slug)))
 
 

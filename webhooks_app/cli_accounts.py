@@ -17,7 +17,7 @@ import click
 from flask.cli import AppGroup
 
 from . import account_ops, secret_box
-from .accounts import SLUG_PATTERN, Account, AccountError
+from .accounts import Account, AccountError
 from .config import ConfigError
 from .filters import FilterError, parse_account
 
@@ -61,7 +61,7 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _account(slug: str) -> Account:
-    account = account_ops.find_account(slug) if SLUG_PATTERN.fullmatch(slug) else None
+    account = account_ops.find_account(slug)
     if account is None:
         raise click.ClickException(f"account {slug} does not exist")
     return account

@@ -100,7 +100,7 @@ def simulate_command(
     config: Mapping[str, Any] = current_app.config
     owner = None
     if account is not None:
-        settings = accounts.by_slug(account) if accounts.SLUG_PATTERN.fullmatch(account) else None
+        settings = accounts.by_slug(account)
         if settings is None:
             raise click.UsageError(f"no account has the slug {account!r}")
         config, owner = settings.config, _registered_seller(settings.config.get("MP_ACCESS_TOKEN"))

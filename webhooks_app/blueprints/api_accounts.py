@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 
 from .. import account_ops
 from ..account_ops import PLAIN_FIELDS
-from ..accounts import SECRET_FIELDS, SLUG_PATTERN, Account, AccountError
+from ..accounts import SECRET_FIELDS, Account, AccountError
 from ..config import ConfigError
 from ..filters import CONTROL_CHARS, parse_bool
 from .api import BadRequest, _json_body, bp
@@ -121,7 +121,7 @@ def delete_account(slug: str) -> ResponseReturnValue:
 
 
 def _account_or_404(slug: str) -> Account:
-    account = account_ops.find_account(slug) if SLUG_PATTERN.fullmatch(slug) else None
+    account = account_ops.find_account(slug)
     if account is None:
         abort(404, f"account {slug} does not exist")
     return account

@@ -80,7 +80,7 @@ def receive_for_account(slug: str) -> ResponseReturnValue:
     """Receive one MercadoPago notification for the account with this slug; an unknown or
     disabled account is 404 and nothing is stored."""
     try:
-        account = accounts.by_slug(slug) if accounts.SLUG_PATTERN.fullmatch(slug) else None
+        account = accounts.by_slug(slug)
     except accounts.UNREADABLE:
         return _database_unavailable(f"account {slug!r}")
     if account is None or not account.enabled:
