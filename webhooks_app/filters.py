@@ -37,6 +37,12 @@ MAX_TEXT_LENGTH = 255
 EMAIL_ID_LIST_CAP = 500
 
 
+def of_account(query: Any, model: Any, account_id: int | None) -> Any:
+    """The query narrowed to one account's rows of `model` (None: every account's): the one
+    place the admin's, the API's and the CLI's queries are scoped."""
+    return query if account_id is None else query.where(model.account_id == account_id)
+
+
 class FilterError(ValueError):
     """A filter or paging value cannot be used; the message says which one and why."""
 
@@ -61,8 +67,7 @@ class EventFilter:
 
     def apply(self, query: Select) -> Select:
         """Add this filter's conditions to a query over WebhookEvent."""
-        if self.account_id is not None:
-            query = query.where(WebhookEvent.account_id == self.account_id)
+        query = of_account(query, WebhookEvent, self.account_id)
         if self.statuses:
             query = query.where(WebhookEvent.status.in_(self.statuses))
         if self.type:
@@ -100,8 +105,7 @@ class PaymentFilter:
     args: dict[str, str] = field(default_factory=dict, compare=False)
 
     def apply(self, query: Select) -> Select:
-        if self.account_id is not None:
-            query = query.where(Payment.account_id == self.account_id)
+        query = of_account(query, Payment, self.account_id)
         if self.status:
             query = query.where(Payment.status == self.status)
         if self.q:

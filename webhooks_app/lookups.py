@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from .extensions import db
-from .filters import CONTROL_CHARS
+from .filters import CONTROL_CHARS, of_account
 from .jobs import event_jobs
 from .models import Payment, WebhookEvent
 from .pagination import MAX_ID
@@ -33,9 +33,7 @@ def find_payment(mp_id: str, account_id: int | None = None) -> Payment | None:
     if not mp_id or len(mp_id) > 64 or CONTROL_CHARS.search(mp_id):
         return None
     query = select(Payment).where(Payment.mp_payment_id == mp_id).order_by(Payment.id)
-    if account_id is not None:
-        query = query.where(Payment.account_id == account_id)
-    return db.session.scalars(query).first()
+    return db.session.scalars(of_account(query, Payment, account_id)).first()
 
 
 def payment_events(payment: Payment, limit: int = PAYMENT_EVENTS_SHOWN) -> list[WebhookEvent]:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from . import queueing
 from .accounts import DEFAULT_SLUG, AccountSettings, by_slug
 from .extensions import db
+from .filters import of_account
 from .models import EventStatus, ProcessingPause, ProcessingPauseLog, WebhookEvent
 from .timeutil import isoformat, utcnow
 
@@ -248,8 +249,7 @@ def drain(batch: int = RESUME_BATCH, account_id: int | None = None) -> tuple[int
     )
     if held_types:
         query = query.where(WebhookEvent.type.not_in(held_types))
-    if account_id is not None:
-        query = query.where(WebhookEvent.account_id == account_id)
+    query = of_account(query, WebhookEvent, account_id)
     enqueued = 0
     after: tuple[Any, int] | None = None
     while True:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from .extensions import db
-from .filters import EventFilter
+from .filters import EventFilter, of_account
 from .models import EventStatus, WebhookEvent
 from .pagination import MAX_ID
 from .retries import schedule_attempt
@@ -106,9 +106,10 @@ def retry_ids(
     # Ids no row can have never reach the database (SQLite cannot even bind them).
     possible = [event_id for event_id in wanted if 0 < event_id <= MAX_ID]
     query = select(WebhookEvent).where(WebhookEvent.id.in_(possible))
-    if account_id is not None:
-        query = query.where(WebhookEvent.account_id == account_id)
-    events = {event.id: event for event in db.session.scalars(query)}
+    events = {
+        event.id: event
+        for event in db.session.scalars(of_account(query, WebhookEvent, account_id))
+    }
     report = RetryReport()
     for event_id in wanted:
         event = events.get(event_id)

@@ -5,12 +5,11 @@ the API and the CLI."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from sqlalchemy import Select, select
 
 from .extensions import db
-from .filters import CONTROL_CHARS, FilterError
+from .filters import CONTROL_CHARS, FilterError, of_account
 from .models import MpAlert, Payment, Subscription
 from .resources import AuthorizedPayment, Chargeback, MerchantOrder, MerchantOrderPayment
 
@@ -27,17 +26,12 @@ def _usable(mp_id: str | None) -> bool:
     return bool(mp_id) and len(mp_id) <= 64 and not CONTROL_CHARS.search(mp_id)
 
 
-def _of(query: Select, model: Any, account_id: int | None) -> Select:
-    """The query narrowed to one account's rows (None: every account's)."""
-    return query if account_id is None else query.where(model.account_id == account_id)
-
-
 def find_merchant_order(mp_id: str, account_id: int | None = None) -> MerchantOrder | None:
     """The merchant order with this MercadoPago id (of `account_id` if given), or None."""
     if not _usable(mp_id):
         return None
     query = select(MerchantOrder).where(MerchantOrder.mp_order_id == mp_id)
-    return db.session.scalars(_of(query, MerchantOrder, account_id)).first()
+    return db.session.scalars(of_account(query, MerchantOrder, account_id)).first()
 
 
 def order_payments(order: MerchantOrder) -> list[Payment]:
@@ -46,7 +40,7 @@ def order_payments(order: MerchantOrder) -> list[Payment]:
         MerchantOrderPayment.merchant_order_id == order.id
     )
     query = select(Payment).where(Payment.mp_payment_id.in_(ids))
-    return list(db.session.scalars(_of(query, Payment, order.account_id)))
+    return list(db.session.scalars(of_account(query, Payment, order.account_id)))
 
 
 def orders_of_payment(mp_payment_id: str, account_id: int | None = None) -> list[MerchantOrder]:
@@ -57,7 +51,7 @@ def orders_of_payment(mp_payment_id: str, account_id: int | None = None) -> list
         MerchantOrderPayment.mp_payment_id == mp_payment_id
     )
     query = select(MerchantOrder).where(MerchantOrder.id.in_(ids))
-    return list(db.session.scalars(_of(query, MerchantOrder, account_id)))
+    return list(db.session.scalars(of_account(query, MerchantOrder, account_id)))
 
 
 def find_chargebacks(
@@ -69,7 +63,7 @@ def find_chargebacks(
 ) -> list[Chargeback]:
     """Chargebacks, newest first, optionally of one payment or documentation status."""
     query = select(Chargeback).order_by(Chargeback.id.desc()).limit(limit)
-    query = _of(query, Chargeback, account_id)
+    query = of_account(query, Chargeback, account_id)
     if payment_id is not None:
         if not _usable(payment_id):
             return []
@@ -93,7 +87,8 @@ def find_alerts(
     if kind is not None and kind not in ALERT_KINDS:
         raise FilterError("kind", f"must be one of {', '.join(ALERT_KINDS)}")
     # Few rows (alerts are rare): no index on the payment id is needed to stay fast.
-    query = _of(select(MpAlert).order_by(MpAlert.id.desc()).limit(limit), MpAlert, account_id)
+    query = select(MpAlert).order_by(MpAlert.id.desc()).limit(limit)
+    query = of_account(query, MpAlert, account_id)
     if kind is not None:
         query = query.where(MpAlert.kind == kind)
     if payment_id is not None:
@@ -105,7 +100,7 @@ def find_alerts(
 
 def subscriptions_query(status: str | None = None, account_id: int | None = None) -> Select:
     """Subscriptions, of one status if given (`authorized` …); FilterError for a bad one."""
-    query = _of(select(Subscription), Subscription, account_id)
+    query = of_account(select(Subscription), Subscription, account_id)
     if status:
         if not SUBSCRIPTION_STATUS.fullmatch(status):
             raise FilterError("status", "must be a subscription status such as authorized")
@@ -118,7 +113,7 @@ def find_subscription(mp_id: str, account_id: int | None = None) -> Subscription
     if not _usable(mp_id):
         return None
     query = select(Subscription).where(Subscription.mp_preapproval_id == mp_id)
-    return db.session.scalars(_of(query, Subscription, account_id)).first()
+    return db.session.scalars(of_account(query, Subscription, account_id)).first()
 
 
 def subscription_charges(
@@ -158,4 +153,4 @@ def charges_of_payment(
     if not _usable(mp_payment_id):
         return []
     query = select(AuthorizedPayment).where(AuthorizedPayment.mp_payment_id == mp_payment_id)
-    return list(db.session.scalars(_of(query, AuthorizedPayment, account_id)))
+    return list(db.session.scalars(of_account(query, AuthorizedPayment, account_id)))

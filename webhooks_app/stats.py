@@ -19,6 +19,7 @@ from . import queueing
 from .accounts import all_account_ids
 from .breaker import states_for_display as breaker_states
 from .extensions import db
+from .filters import of_account
 from .models import EventStatus, Payment, WebhookEvent
 from .sql import dialect_name
 from .timeutil import isoformat, utcnow
@@ -32,16 +33,11 @@ PERCENTILES = (50, 95, 99)
 MAX_BUCKETS = 120
 
 
-def _of(query: Any, model: Any, account_id: int | None) -> Any:
-    """The query narrowed to one account's rows (None: every account's)."""
-    return query if account_id is None else query.where(model.account_id == account_id)
-
-
 def event_counts(*, account_id: int | None = None) -> dict[str, int]:
     """Events by status, every status present (zero when none)."""
     counts = dict.fromkeys(EventStatus.ALL, 0)
     rows = db.session.execute(
-        _of(select(WebhookEvent.status, func.count()), WebhookEvent, account_id).group_by(
+        of_account(select(WebhookEvent.status, func.count()), WebhookEvent, account_id).group_by(
             WebhookEvent.status
         )
     )
@@ -57,7 +53,7 @@ def summary(*, account_id: int | None = None) -> dict[str, object]:
         "events": counts,
         "total_events": sum(counts.values()),
         "payments": db.session.scalar(
-            _of(select(func.count()).select_from(Payment), Payment, account_id)
+            of_account(select(func.count()).select_from(Payment), Payment, account_id)
         ),
         "success_rate": round(counts[EventStatus.SUCCESS] / finished, 4) if finished else None,
     }
@@ -95,7 +91,7 @@ def events_per_minute_by_status(
     now = now or utcnow()
     bucket = _minute_bucket(WebhookEvent.received_at)
     rows = db.session.execute(
-        _of(select(bucket, WebhookEvent.status, func.count()), WebhookEvent, account_id)
+        of_account(select(bucket, WebhookEvent.status, func.count()), WebhookEvent, account_id)
         .where(WebhookEvent.received_at >= now - timedelta(hours=hours))
         .group_by(bucket, WebhookEvent.status)
     )
@@ -158,7 +154,9 @@ def latency_percentiles(
     """
     now = now or utcnow()
     rows = db.session.execute(
-        _of(select(WebhookEvent.received_at, WebhookEvent.processed_at), WebhookEvent, account_id)
+        of_account(
+            select(WebhookEvent.received_at, WebhookEvent.processed_at), WebhookEvent, account_id
+        )
         .where(
             WebhookEvent.status == EventStatus.SUCCESS,
             WebhookEvent.received_at >= now - timedelta(hours=hours),
@@ -229,7 +227,7 @@ def oldest_pending(now: datetime | None = None, *, account_id: int | None = None
     """The oldest `pending` event: when it was received and how long ago (seconds)."""
     now = now or utcnow()
     received = db.session.scalar(
-        _of(select(func.min(WebhookEvent.received_at)), WebhookEvent, account_id).where(
+        of_account(select(func.min(WebhookEvent.received_at)), WebhookEvent, account_id).where(
             WebhookEvent.status == EventStatus.PENDING
         )
     )
