@@ -83,10 +83,8 @@ def receive_for_account(slug: str) -> ResponseReturnValue:
         account = accounts.by_slug(slug)
     except accounts.UNREADABLE:
         return _database_unavailable(f"account {slug!r}")
-    if account is None or not account.enabled:
-        WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
-        WEBHOOKS_REJECTED.labels("unknown_account").inc()
-        return jsonify({"error": "no such account"}), 404
+    if account is None:
+        return _no_such_account()
     return receive_for(account)
 
 
@@ -98,12 +96,17 @@ def _database_unavailable(what: str) -> ResponseReturnValue:
     return reject("temporarily unable to store the notification", 503, "database_unavailable")
 
 
+def _no_such_account() -> ResponseReturnValue:
+    """404, the same for an unknown and a disabled account (a URL tells nothing of which)."""
+    WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
+    WEBHOOKS_REJECTED.labels("unknown_account").inc()
+    return jsonify({"error": "no such account"}), 404
+
+
 def receive_for(account: accounts.AccountSettings) -> ResponseReturnValue:
     """Verify the notification with the account's secret, store it as the account's, answer."""
     if not account.enabled:
-        WEBHOOKS_RECEIVED.labels("other", "rejected").inc()
-        WEBHOOKS_REJECTED.labels("unknown_account").inc()
-        return jsonify({"error": "this account is disabled"}), 404
+        return _no_such_account()
     try:
         body = read_body()
     except RequestEntityTooLarge:
