@@ -134,7 +134,7 @@ def test_the_default_account_is_the_environment(app) -> None:
     assert default.webhook_secret == TestingConfig.MP_WEBHOOK_SECRET
     assert default.config["GHL_API_TOKEN"] == TestingConfig.GHL_API_TOKEN
     assert default.config["GHL_LOCATION_ID"] == TestingConfig.GHL_LOCATION_ID
-    assert default.queue_suffix == ""
+    assert account_queue_name(DEFAULT_ACCOUNT_ID) == app.config["RQ_QUEUE_NAME"]
     assert db.session.get(Account, DEFAULT_ACCOUNT_ID).to_dict()["webhook_path"] == "/webhooks/mp"
 
 

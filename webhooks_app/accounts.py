@@ -151,10 +151,6 @@ class AccountSettings:
     def webhook_secret(self) -> str | None:
         return self.config.get("MP_WEBHOOK_SECRET")
 
-    @property
-    def queue_suffix(self) -> str:
-        return "" if self.id == DEFAULT_ACCOUNT_ID else f"-account-{self.id}"
-
 
 def _overlay(account: Account) -> dict[str, Any]:
     """The account's own values, by the config names they stand for (empty ones left out)."""

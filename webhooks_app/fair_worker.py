@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import Flask
 from rq import Queue, Worker
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
@@ -99,10 +98,10 @@ def fair_worker_class(base: type[Worker]) -> type[Worker]:
 
 def _account_ids(app: Flask) -> list[int]:
     with app.app_context():
-        from .accounts import Account  # the models import the extensions this module uses
+        from .accounts import all_account_ids  # accounts imports the models
 
         try:
-            return list(db.session.scalars(select(Account.id)))
+            return all_account_ids()
         finally:
             db.session.remove()
 
